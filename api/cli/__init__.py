@@ -1,0 +1,18 @@
+"""The ``mediaforge`` command: one Typer app, one module per sub-command group."""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli import convert, models, run, train
+
+app = typer.Typer(help="mediaforge: generative media jobs (tokenize, detokenize, generate).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.command("models")(models.list_models_command)
+app.command("run")(run.run_command)
+app.add_typer(train.app, name="train")
+app.add_typer(convert.app, name="convert")
+
+
+def main() -> None:
+    app()

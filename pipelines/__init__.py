@@ -1,0 +1,1 @@
+"""Job kinds -> pipeline objects, the model zoo, data generators and training loops."""

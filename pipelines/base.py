@@ -1,0 +1,72 @@
+"""The pipeline contract shared by every job kind.
+
+A pipeline is built once per model (``load``) and then serves batches (``run``): a list of requests in, a
+list of results of the same length out. It sees decoded media and validated params, never paths or job ids,
+so the CLI, the Celery task and the Ray host all drive it the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from pipelines.media import Media
+
+ProgressCallback = Callable[[float, str], None]
+"""Called with (fraction done in [0, 1], short message). May raise ``JobCancelled`` to stop the work."""
+
+
+class JobCancelled(Exception):
+    """Raised from a progress callback to abandon a job at the next progress point."""
+
+
+class InputError(ValueError):
+    """A caller's mistake (bad file, bad params, wrong model): never retried, reported verbatim."""
+
+
+class Params(BaseModel):
+    """Base of every job kind's params schema: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Request:
+    """One job's decoded inputs (by input name) and validated params."""
+
+    inputs: dict[str, Media]
+    params: Params
+
+
+Result = dict[str, Media]
+"""Outputs by name (``tokens``, ``audio``, ``image``, ``image_000``...)."""
+
+
+class Pipeline(ABC):
+    """A loaded model serving one job kind."""
+
+    kind: ClassVar[str]
+    params_model: ClassVar[type[Params]] = Params
+    inputs: ClassVar[dict[str, str]]
+    """Input name -> media type name (``audio``, ``image``, ``tokens``, ``text``)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> Pipeline:
+        """Build the pipeline from a model directory (the zoo resolves names to directories)."""
+
+    @abstractmethod
+    def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
+        """Serve a batch; the i-th result answers the i-th request."""
+
+    def check_request(self, request: Request) -> None:
+        """Validate one request before any compute; raise ``InputError`` naming the problem."""
+        missing = sorted(set(self.inputs) - set(request.inputs))
+        if missing:
+            raise InputError(f"{self.kind} needs inputs {sorted(self.inputs)}; missing {missing}")

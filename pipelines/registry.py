@@ -1,0 +1,55 @@
+"""Which pipeline serves which (job kind, model class), and which queue family each kind runs on.
+
+A new model joins the service by adding entries here (and its weights to the zoo); the job service has no
+per-model code. Pipelines are named as ``module:Class`` strings so that importing the registry stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from pipelines.base import InputError, Pipeline
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    family: str
+    """Celery queue family: ``image``, ``audio``, ``speech`` or ``generate``."""
+    description: str
+
+
+JOB_KINDS: dict[str, JobKind] = {
+    k.name: k
+    for k in [
+        JobKind("audio.tokenize", "audio", "audio clip -> discrete codes"),
+        JobKind("audio.detokenize", "audio", "discrete codes -> audio clip"),
+    ]
+}
+
+# (job kind, model class) -> "module:PipelineClass"
+PIPELINES: dict[tuple[str, str], str] = {
+    ("audio.tokenize", "WavTokenizer"): "pipelines.audio_tokenize:AudioTokenizePipeline",
+    ("audio.detokenize", "WavTokenizer"): "pipelines.audio_detokenize:AudioDetokenizePipeline",
+}
+
+
+def get_job_kind(kind: str) -> JobKind:
+    if kind not in JOB_KINDS:
+        raise InputError(f"unknown job kind {kind!r}; known kinds: {sorted(JOB_KINDS)}")
+    return JOB_KINDS[kind]
+
+
+def get_pipeline_class(kind: str, model_class: str) -> type[Pipeline]:
+    get_job_kind(kind)
+    target = PIPELINES.get((kind, model_class))
+    if target is None:
+        serving = sorted(m for k, m in PIPELINES if k == kind)
+        raise InputError(f"job kind {kind!r} cannot run on a {model_class} model; it runs on {serving}")
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def kinds_for_model_class(model_class: str) -> list[str]:
+    return sorted(k for k, m in PIPELINES if m == model_class)

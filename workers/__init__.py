@@ -1,0 +1,1 @@
+"""Execution: job specs, media files, the artifact store, Celery, Ray model hosts."""
