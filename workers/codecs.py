@@ -9,12 +9,10 @@ from __future__ import annotations
 import io
 import json
 import struct
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
@@ -24,8 +22,8 @@ from pipelines.media import Audio, Media, Text, Tokens
 DEFAULT_MAX_AUDIO_SECONDS = 600.0
 
 
-def decode_audio(data: bytes, name: str, target_rate: int, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> Audio:
-    """Any sample rate / channel count -> mono float32 at ``target_rate``."""
+def decode_audio(data: bytes, name: str, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> Audio:
+    """Any WAV/FLAC/OGG, any channel count -> mono float32 at the file's own rate (pipelines resample)."""
     if not data:
         raise InputError(f"{name}: the audio file is empty")
     try:
@@ -40,9 +38,7 @@ def decode_audio(data: bytes, name: str, target_rate: int, max_seconds: float = 
     if not np.isfinite(array).all():
         raise InputError(f"{name}: the audio contains NaN or infinite samples")
     mono = torch.from_numpy(array).mean(dim=1)
-    if rate != target_rate:
-        mono = AF.resample(mono, orig_freq=rate, new_freq=target_rate)
-    return Audio(samples=mono.clamp(-1.0, 1.0).contiguous(), sample_rate=target_rate)
+    return Audio(samples=mono.clamp(-1.0, 1.0).contiguous(), sample_rate=int(rate))
 
 
 def encode_audio(audio: Audio) -> bytes:
@@ -73,21 +69,19 @@ def encode_tokens(tokens: Tokens) -> bytes:
     return save(tensors, metadata={k: str(v) for k, v in tokens.metadata.items()})
 
 
-def read_media(path: Path, media_type: str, *, sample_rate: int | None = None,
-               max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> Media:
-    """Read one input file as the media type a pipeline declares."""
-    if not path.is_file():
-        raise InputError(f"input file {path} does not exist")
-    data = path.read_bytes()
+def decode_media(data: bytes, name: str, media_type: str, *,
+                 max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> Media:
+    """Decode one input file's bytes as the media type a pipeline declares."""
     if media_type == "audio":
-        if sample_rate is None:
-            raise InputError("internal: audio input needs the model's sample rate")
-        return decode_audio(data, path.name, sample_rate, max_audio_seconds)
+        return decode_audio(data, name, max_audio_seconds)
     if media_type == "tokens":
-        return decode_tokens(data, path.name)
+        return decode_tokens(data, name)
     if media_type == "text":
-        return Text(data.decode("utf-8", errors="strict"))
-    raise InputError(f"{path.name}: unsupported input media type {media_type!r}")
+        try:
+            return Text(data.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise InputError(f"{name}: text input is not UTF-8 ({err})") from err
+    raise InputError(f"{name}: unsupported input media type {media_type!r}")
 
 
 def encode_media(media: Media) -> bytes:
