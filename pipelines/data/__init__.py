@@ -1,0 +1,1 @@
+"""Procedural datasets built here (no downloads)."""
