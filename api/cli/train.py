@@ -2,6 +2,90 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="Train a model from this repo's own data.", no_args_is_help=True)
+
+
+@app.command("shapes-classifier")
+def train_shapes_classifier_command(
+    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(32, help="Images per step."),
+    seed: int = typer.Option(0, help="Torch seed for the initial weights."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+) -> None:
+    """Train the shapes-world classifier (proxy-FID features and judge) and write its model card."""
+    import sys
+
+    import torch
+
+    from pipelines.training.shapes_classifier import ClassifierTrainConfig, train_shapes_classifier
+
+    torch.set_num_threads(threads)
+    config = ClassifierTrainConfig(steps=steps, batch_size=batch_size, seed=seed)
+    metrics = train_shapes_classifier(config, out, command="mediaforge " + " ".join(sys.argv[1:]))
+    typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+
+@app.command("karl")
+def train_karl_command(
+    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write (resumes its checkpoint)."),
+    preset: str = typer.Option("tiny", help="KARL preset (tiny, paper-small)."),
+    steps: int = typer.Option(1500, help="Optimizer steps."),
+    batch_size: int = typer.Option(32, help="Images per step."),
+    lr: float = typer.Option(3e-4, help="Peak learning rate."),
+    perturb: str | None = typer.Option(None, help="Robust latent perturbation, e.g. alpha=1,beta=0.1,delta=100."),
+    seed: int = typer.Option(0, help="Torch seed for the initial weights and the pass randomness."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train KARL on shapes world (two-pass adaptive-token training), saving samples and checkpoints."""
+    import torch
+
+    from pipelines.training.karl import KARLTrainConfig, PerturbOptions, train_karl
+
+    torch.set_num_threads(threads)
+    try:
+        options = None if perturb is None else PerturbOptions.parse(perturb)
+        config = KARLTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                 perturb=options)
+        train_karl(config, out, show_progress=progress)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"saved {out}")
+
+
+@app.command("wavtokenizer")
+def wavtokenizer_command(
+    output_dir: Path = typer.Option(..., "-o", "--output-dir", help="run directory: checkpoints + final model"),
+    preset: str = typer.Option("tiny", help="model size: tiny (CPU) or paper-75 / paper-40"),
+    steps: int = typer.Option(6000, help="generator steps in total (may be raised on --resume)"),
+    batch_size: int = typer.Option(8, help="crops per step"),
+    crop_seconds: float = typer.Option(1.0, help="crop length in seconds (official: 3)"),
+    lr: float = typer.Option(2e-4, help="peak AdamW learning rate (generator and discriminators)"),
+    mel_only_steps: int = typer.Option(0, help="first steps on mel + commitment only, before the GAN starts"),
+    mpd_width: int = typer.Option(32, help="multi-period discriminator width (official 32)"),
+    mrd_width: int = typer.Option(64, help="multi-resolution discriminator width (official 64)"),
+    train_utterances: int = typer.Option(400, help="espeak-ng utterances in the training corpus"),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in OUTPUT_DIR"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with losses"),
+) -> None:
+    """Train WavTokenizer on espeak-ng speech + synthetic tones (see pipelines/training/wavtokenizer.py)."""
+    import logging
+
+    import torch
+
+    from pipelines.training.wavtokenizer import TrainConfig, train_wavtokenizer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+    config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds, lr=lr,
+                         disc_lr=lr, mel_only_steps=mel_only_steps, mpd_width=mpd_width, mrd_width=mrd_width,
+                         train_utterances=train_utterances)
+    out = train_wavtokenizer(config, output_dir, resume=resume, progress=progress)
+    typer.echo(f"saved {out}")
