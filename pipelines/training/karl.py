@@ -1,0 +1,242 @@
+"""Train KARL on shapes world (``mediaforge train karl``), optionally with robust latent perturbation.
+
+Each iteration runs KARL's two passes (spec, "Training, Upside-Down-RL style"), on pixel L1 (+ L2) since no
+LPIPS or GAN losses can be trained offline at this scale:
+
+(a) budget pass: a budget T is drawn from {s, 2s, ..., max_tokens} and the target error from the lowest bins
+    (so every one of the T tokens is wanted: halting targets 0); it trains reconstruction at T tokens and
+    records the per-image L1 reached, eps0.
+(b) learn-to-tokenize pass: the full budget, conditioned on bin(eps0); the decoder sees the first T tokens and
+    the halting head learns BCE targets 0 for those and 1 for the rest. Where T is already the full budget
+    (no token to drop), the condition is a random bin below bin(eps0), as in the paper.
+
+Robust latent perturbation (``--perturb``) replaces codes after the VQ losses in pass (b) only, so the measured
+eps0 that defines the halting targets stays the error of clean tokens. Its strength follows the step-scaled
+schedule of ``tokenizers_media.nn.vq.PerturbationSchedule``.
+
+Every batch is a pure function of the step (shapes world ``train`` split, batch index = step; the pass
+randomness is seeded by (seed, step)), so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pipelines.data.shapes import ShapesWorld
+from pipelines.training.image_grid import save_image_grid
+from tokenizers_media.image.karl import KARL, KARLConfig
+from tokenizers_media.nn.vq import PerturbationSchedule
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOW_BINS = 3
+"""Pass (a) draws its target error from this many lowest bins (0.005, 0.01, 0.02)."""
+
+
+@dataclass(frozen=True)
+class PerturbOptions:
+    """Robust latent perturbation strength at the start of the schedule (RobustTok defaults)."""
+
+    alpha: float = 1.0
+    beta: float = 0.1
+    delta: int = 100
+
+    @classmethod
+    def parse(cls, text: str) -> PerturbOptions:
+        """``"alpha=1,beta=0.1,delta=100"`` (any subset, in any order) -> options."""
+        values: dict[str, float | int] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, raw = item.partition("=")
+            if not sep or key not in ("alpha", "beta", "delta"):
+                raise ValueError(f"--perturb expects alpha=..,beta=..,delta=.. items, got {item!r}")
+            try:
+                values[key] = int(raw) if key == "delta" else float(raw)
+            except ValueError as err:
+                raise ValueError(f"--perturb {key} must be a number, got {raw!r}") from err
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class KARLTrainConfig:
+    """Everything a KARL training run depends on (written into the checkpoint and the model card)."""
+
+    preset: str = "tiny"
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    token_step: int = 4
+    l2_weight: float = 1.0
+    halt_weight: float = 0.1
+    min_objects: int = 1
+    max_objects: int = 4
+    seed: int = 0
+    checkpoint_every: int = 100
+    sample_every: int = 250
+    perturb: PerturbOptions | None = None
+    model_overrides: dict = field(default_factory=dict)
+
+    def schedule(self) -> PerturbationSchedule | None:
+        if self.perturb is None:
+            return None
+        return PerturbationSchedule.for_total_steps(self.steps, **asdict(self.perturb))
+
+
+@dataclass
+class StepStats:
+    loss: float
+    l1_budget: float
+    l1_adaptive: float
+    halt_bce: float
+    vq: float
+
+
+def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = True) -> KARL:
+    """Train (resuming from ``out_dir/checkpoint.pt`` when present) and save the model directory."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    model = KARL.from_preset(config.preset, **config.model_overrides)
+    if model.quantizer is None and config.perturb is not None:
+        raise ValueError("--perturb needs a quantised KARL (quantize=True): perturbation replaces codes")
+    optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                              betas=(0.9, 0.95))
+    start_step, elapsed = _resume(out_dir / CHECKPOINT_NAME, model, optim, config)
+    world = ShapesWorld(model.config.image_size, config.min_objects, config.max_objects)
+    fixed = world.batch("eval", 0, 16).images
+    model.train()
+    columns = (TextColumn("karl {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not show_progress) as bar:
+        task = bar.add_task("", total=config.steps, completed=start_step)
+        clock = time.perf_counter()
+        for step in range(start_step, config.steps):
+            for group in optim.param_groups:
+                group["lr"] = learning_rate(config, step)
+            stats = train_step(model, optim, world.batch("train", step, config.batch_size).images, config, step)
+            bar.update(task, advance=1, description=f"loss {stats.loss:.4f} l1 {stats.l1_adaptive:.4f}")
+            if step % 50 == 0:
+                logger.info("step %d %s", step, stats)
+            done = step + 1
+            if done % config.sample_every == 0 or done == config.steps:
+                save_samples(model, fixed, out_dir / f"samples_{done:06d}.png")
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                _save_checkpoint(out_dir / CHECKPOINT_NAME, model, optim, config, done,
+                                 elapsed + time.perf_counter() - clock)
+    model.eval()
+    model.save_pretrained(out_dir)
+    return model
+
+
+def learning_rate(config: KARLTrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, config: KARLTrainConfig,
+               step: int) -> StepStats:
+    """One iteration of the two passes and an optimiser step."""
+    rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    batch, max_tokens = images.shape[0], model.config.max_tokens
+    budgets = list(range(config.token_step, max_tokens + 1, config.token_step))
+    budget = budgets[int(torch.randint(len(budgets), (1,), generator=rng))]
+
+    # (a) Budget pass: T tokens, a low target error, halting targets 0 (all T tokens are wanted).
+    low = torch.randint(0, LOW_BINS, (batch,), generator=rng)
+    enc_a = model.encode_latents(images, low, budget)
+    vq_a = model.quantize(enc_a.latents)
+    lat_a = enc_a.latents if vq_a is None else vq_a.quantized
+    rec_a = model.decode_latents(lat_a, torch.full((batch,), budget))
+    l1_a = (rec_a - images).abs().flatten(1).mean(1)  # (B,) the per-image L1 reached: eps0
+    halt_a = F.binary_cross_entropy_with_logits(enc_a.halt_logits, torch.zeros_like(enc_a.halt_logits))
+    loss_a = _reconstruction(rec_a, images, config) + config.halt_weight * halt_a
+
+    # (b) Learn to tokenize: full budget conditioned on bin(eps0), BCE 0 for the first T tokens, 1 after.
+    bins = model.error_bin(l1_a.detach(), batch)
+    if budget == max_tokens:  # nothing to drop: ask for a lower error than reached, keeping every token
+        bins = (torch.rand(batch, generator=rng) * bins).long()
+    enc_b = model.encode_latents(images, bins, max_tokens)
+    vq_b = model.quantize(enc_b.latents)
+    lat_b = enc_b.latents if vq_b is None else vq_b.quantized
+    schedule = config.schedule()
+    if schedule is not None and vq_b is not None:
+        alpha, beta, delta = schedule.at(step)
+        codes = model.quantizer.perturb(vq_b.codes, alpha, beta, delta, rng, latents=enc_b.latents.detach())
+        # After the VQ losses: perturbed codes, still straight-through to the encoder.
+        lat_b = lat_b + (model.quantizer.decode(codes) - lat_b).detach()
+    rec_b = model.decode_latents(lat_b, torch.full((batch,), budget))
+    targets = (torch.arange(max_tokens) >= budget).float().expand(batch, -1)
+    halt = F.binary_cross_entropy_with_logits(enc_b.halt_logits, targets)
+    loss_b = _reconstruction(rec_b, images, config) + config.halt_weight * halt
+
+    vq_loss = sum(v.loss for v in (vq_a, vq_b) if v is not None)
+    loss = loss_a + loss_b + vq_loss
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optim.step()
+    with torch.no_grad():
+        return StepStats(loss.item(), l1_a.mean().item(), (rec_b - images).abs().mean().item(), halt.item(),
+                         float(vq_loss))
+
+
+def _reconstruction(reconstruction: torch.Tensor, images: torch.Tensor, config: KARLTrainConfig) -> torch.Tensor:
+    return F.l1_loss(reconstruction, images) + config.l2_weight * F.mse_loss(reconstruction, images)
+
+
+@torch.no_grad()
+def save_samples(model: KARL, images: torch.Tensor, path: Path) -> None:
+    """Grid: originals, then reconstructions at targets 0.02 / 0.05 / 0.1 (adaptive token counts)."""
+    was_training = model.training
+    model.eval()
+    rows = [images] + [model(images, target_error=eps) for eps in (0.02, 0.05, 0.1)]
+    save_image_grid(torch.cat(rows), path, columns=images.shape[0])
+    model.train(was_training)
+
+
+def _save_checkpoint(path: Path, model: KARL, optim: torch.optim.Optimizer, config: KARLTrainConfig,
+                     step: int, elapsed: float) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optim.state_dict(), "step": step,
+                "elapsed_s": elapsed, "train_config": _config_record(config),
+                "model_config": model.config.to_dict()}, tmp)
+    tmp.replace(path)  # atomic: a run killed mid-save keeps the previous checkpoint
+
+
+def _resume(path: Path, model: KARL, optim: torch.optim.Optimizer, config: KARLTrainConfig) -> tuple[int, float]:
+    """Load a checkpoint written by the same configuration; returns (next step, training seconds so far)."""
+    if not path.is_file():
+        return 0, 0.0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["train_config"] != _config_record(config) or state["model_config"] != model.config.to_dict():
+        raise ValueError(f"{path} was written by a different training configuration; use another output "
+                         f"directory or delete the checkpoint")
+    model.load_state_dict(state["model"])
+    optim.load_state_dict(state["optimizer"])
+    logger.info("resuming from step %d", state["step"])
+    return int(state["step"]), float(state["elapsed_s"])
+
+
+def _config_record(config: KARLTrainConfig) -> dict:
+    record = asdict(config)
+    record["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in config.model_overrides.items()}
+    return record
+
+
+def read_checkpoint_info(out_dir: Path) -> dict:
+    """Step count, wall time and configs of a finished or partial run (for the model card)."""
+    state = torch.load(Path(out_dir) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    return {"step": state["step"], "elapsed_s": state["elapsed_s"], "train_config": state["train_config"],
+            "model_config": KARLConfig.from_dict(state["model_config"])}

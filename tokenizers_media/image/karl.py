@@ -1,0 +1,258 @@
+"""KARL: single-pass adaptive image tokenization (arXiv 2507.07995; shared/specs/image_tokenizers.md, KARL).
+
+One encoder pass over ``[target-error token | image tokens | T latent tokens]`` predicts, for every latent token,
+a halting probability and a quantised latent (4096 L2-normalised codes of dim 12, or a continuous latent). The
+target error is a per-image L1 on images in [0, 1], snapped *up* to the next of 19 bins, each with a learnable
+embedding. Tokens whose halting probability exceeds a threshold (the official code hard-codes 0.75; here it is
+a parameter) are masked out of the decoder's attention, so the number of active tokens adapts to the image.
+
+Departures from the paper, all for this repo's CPU scale and offline setting:
+
+- Image tokens are pixel patches (linear patch embedding + learned 2D positions); there is no frozen VQGAN/VAE
+  base tokenizer, and the decoder regresses pixels directly instead of VQGAN code logits.
+- Halting is made monotone (a running max over the token index) so that the active tokens are always a prefix:
+  a batch of codes is then a padded ``(B, T)`` tensor plus ``lengths``. The training targets (0 for the first
+  tokens, 1 for the rest) are prefix-shaped, so a trained model rarely differs; the official code masks tokens
+  one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_model
+from tokenizers_media.nn.vit import Transformer, patchify, unpatchify
+from tokenizers_media.nn.vq import L2NormVectorQuantizer, VQOutput
+
+ERROR_BINS: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.09, 0.1, 0.12, 0.14, 0.16,
+                                 0.18, 0.2, 0.24, 0.28, 0.32, 0.38)
+"""The 19 per-image L1 targets of KARL (spec, "One-pass token count"); a target snaps up to the next bin."""
+
+PAD_CODE = -1
+"""Value of the code slots past an image's length in a padded batch."""
+
+
+@dataclass(frozen=True)
+class KARLConfig(ModelConfig):
+    """KARL hyper-parameters.
+
+    Args:
+        image_size: input side in pixels (square images).
+        patch_size: pixel patch side; (image_size / patch_size)^2 image tokens.
+        width, encoder_depth, decoder_depth, num_heads, mlp_ratio: the two ViTs.
+        latent_pool: learnable latent tokens (and decoder per-index embeddings); a budget may not exceed it.
+        max_tokens: default token budget of ``encode``.
+        code_dim: latent size per token (12 in KARL).
+        codebook_size: VQ codes (4096); ignored when ``quantize`` is False.
+        quantize: discrete codes (True) or continuous latents (False).
+        commitment: VQ commitment weight.
+        halt_threshold: default halting threshold of ``encode``.
+        error_bins: the target-error bins, ascending.
+    """
+
+    image_size: int = 256
+    patch_size: int = 16
+    width: int = 1024
+    encoder_depth: int = 8
+    decoder_depth: int = 8
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    latent_pool: int = 512
+    max_tokens: int = 256
+    code_dim: int = 12
+    codebook_size: int = 4096
+    quantize: bool = True
+    commitment: float = 0.25
+    halt_threshold: float = 0.75
+    error_bins: tuple[float, ...] = ERROR_BINS
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if not 1 <= self.max_tokens <= self.latent_pool:
+            raise ValueError(f"max_tokens {self.max_tokens} must be in [1, latent_pool={self.latent_pool}]")
+        if list(self.error_bins) != sorted(self.error_bins) or not self.error_bins:
+            raise ValueError(f"error_bins must be a non-empty ascending sequence, got {self.error_bins}")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+
+@dataclass
+class KARLEncoding:
+    """What ``KARL.encode`` returns for a batch of B images at budget T.
+
+    ``codes`` (B, T) int64, ``PAD_CODE`` past each length (None for a continuous model); ``latents`` (B, T, D)
+    the quantised (or continuous) latents, zero past each length; ``lengths`` (B,) active tokens per image;
+    ``halt_probs`` (B, T) monotone halting probabilities; ``error_bins`` (B,) the bin index each target snapped to.
+    """
+
+    codes: torch.Tensor | None
+    latents: torch.Tensor
+    lengths: torch.Tensor
+    halt_probs: torch.Tensor
+    error_bins: torch.Tensor
+
+
+@dataclass
+class KARLEncoderOutput:
+    """Raw encoder output: ``halt_logits`` (B, T) (not yet monotone) and ``latents`` (B, T, D) pre-quantizer."""
+
+    halt_logits: torch.Tensor
+    latents: torch.Tensor
+
+
+def _init_tokens(*shape: int) -> nn.Parameter:
+    return nn.Parameter(torch.randn(*shape) * 0.02)
+
+
+@register_model
+class KARL(PretrainedModel):
+    """KARL adaptive tokenizer. Images are (B, 3, H, W) in [0, 1] with H = W = ``config.image_size``."""
+
+    config_class = KARLConfig
+    presets = {
+        "paper-small": lambda: KARLConfig(),
+        "tiny": lambda: KARLConfig(image_size=32, patch_size=4, width=128, encoder_depth=4, decoder_depth=4,
+                                   num_heads=4, latent_pool=32, max_tokens=32),
+    }
+
+    def __init__(self, config: KARLConfig) -> None:
+        super().__init__(config)
+        c = config
+        patch_dim, n_image = 3 * c.patch_size**2, c.grid**2
+        self.register_buffer("bins", torch.tensor(c.error_bins, dtype=torch.float32), persistent=False)
+        # Encoder: [error token | image tokens | latent tokens].
+        self.error_embed = nn.Embedding(len(c.error_bins), c.width)
+        self.patch_embed = nn.Linear(patch_dim, c.width)
+        self.encoder_positions = _init_tokens(n_image, c.width)
+        self.latent_tokens = _init_tokens(c.latent_pool, c.width)
+        self.encoder = Transformer(c.width, c.encoder_depth, c.num_heads, c.mlp_ratio)
+        self.halting_head = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, c.width // 2), nn.Tanh(),
+                                          nn.Linear(c.width // 2, 1))
+        self.pre_quantizer = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, c.code_dim))
+        self.quantizer = L2NormVectorQuantizer(c.codebook_size, c.code_dim, c.commitment) if c.quantize else None
+        # Decoder: [mask tokens at image positions | projected latents + per-index embedding].
+        self.decoder_embed = nn.Linear(c.code_dim, c.width)
+        self.decoder_latent_positions = _init_tokens(c.latent_pool, c.width)
+        self.mask_token = _init_tokens(1, 1, c.width)
+        self.decoder_positions = _init_tokens(n_image, c.width)
+        self.decoder = Transformer(c.width, c.decoder_depth, c.num_heads, c.mlp_ratio)
+        self.to_pixels = nn.Linear(c.width, patch_dim)
+
+    # ---- building blocks (used by training) -----------------------------------------------------------------
+
+    def error_bin(self, target_error: float | torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Per-image L1 target(s) -> (B,) bin index: the first bin >= target (the last bin above the range)."""
+        target = torch.as_tensor(target_error, dtype=torch.float32, device=self.bins.device)
+        if target.ndim == 0:
+            target = target.expand(batch_size)
+        if target.shape != (batch_size,) or not torch.all(target > 0):
+            raise ValueError(f"target_error must be a positive float or a ({batch_size},) tensor, got {target}")
+        return torch.searchsorted(self.bins, target.contiguous()).clamp(max=len(self.config.error_bins) - 1)
+
+    def encode_latents(self, images: torch.Tensor, bins: torch.Tensor, num_tokens: int) -> KARLEncoderOutput:
+        """Images (B, 3, H, W), bins (B,), budget T -> halting logits (B, T) and latents (B, T, D)."""
+        self._check_images(images)
+        self._check_budget(num_tokens)
+        c = self.config
+        image_tokens = self.patch_embed(patchify(images, c.patch_size)) + self.encoder_positions
+        latent_tokens = self.latent_tokens[:num_tokens].expand(images.shape[0], -1, -1)
+        x = torch.cat([self.error_embed(bins)[:, None], image_tokens, latent_tokens], dim=1)
+        latent_out = self.encoder(x)[:, -num_tokens:]  # (B, T, W)
+        return KARLEncoderOutput(self.halting_head(latent_out)[..., 0], self.pre_quantizer(latent_out))
+
+    def quantize(self, latents: torch.Tensor) -> VQOutput | None:
+        """VQ of latents (B, T, D); None for a continuous model."""
+        return None if self.quantizer is None else self.quantizer(latents)
+
+    def decode_latents(self, latents: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Latents (B, T, D) with (B,) active prefix lengths -> unclamped pixels (B, 3, H, W).
+
+        Latent slots at or past an image's length are masked out of attention, so their values are irrelevant.
+        """
+        c = self.config
+        batch, num_tokens = latents.shape[:2]
+        self._check_budget(num_tokens)
+        latent_tokens = self.decoder_embed(latents) + self.decoder_latent_positions[:num_tokens]
+        mask_tokens = (self.mask_token + self.decoder_positions).expand(batch, -1, -1)
+        x = torch.cat([mask_tokens, latent_tokens], dim=1)
+        active = torch.arange(num_tokens, device=latents.device) < lengths.to(latents.device)[:, None]  # (B, T)
+        keep = torch.cat([torch.ones(batch, mask_tokens.shape[1], dtype=torch.bool, device=x.device), active], 1)
+        patches = self.to_pixels(self.decoder(x, key_mask=keep)[:, : mask_tokens.shape[1]])
+        return unpatchify(patches, c.patch_size, c.image_size, c.image_size)
+
+    @staticmethod
+    def lengths_from_halting(halt_logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Halting logits (B, T) -> (monotone halting probabilities (B, T), active lengths (B,)).
+
+        A token is halted when its probability, or that of any earlier token, exceeds ``threshold``.
+        """
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"halt_threshold must be in (0, 1), got {threshold}")
+        probs = torch.sigmoid(halt_logits.float()).cummax(dim=1).values
+        return probs, (probs <= threshold).sum(dim=1)
+
+    # ---- public API -----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, target_error: float | torch.Tensor = 0.05, max_tokens: int | None = None,
+               halt_threshold: float | None = None) -> KARLEncoding:
+        """Images (B, 3, H, W) in [0, 1] -> adaptive-length tokens (a padded batch with lengths).
+
+        Args:
+            images: the batch, at ``config.image_size``.
+            target_error: desired per-image L1 (a float or a (B,) tensor), snapped up to the error bins.
+            max_tokens: token budget T (defaults to ``config.max_tokens``; at most ``config.latent_pool``).
+            halt_threshold: halting probability above which tokens are dropped (``config.halt_threshold``).
+        """
+        num_tokens = self.config.max_tokens if max_tokens is None else max_tokens
+        threshold = self.config.halt_threshold if halt_threshold is None else halt_threshold
+        bins = self.error_bin(target_error, images.shape[0])
+        out = self.encode_latents(images, bins, num_tokens)
+        probs, lengths = self.lengths_from_halting(out.halt_logits, threshold)
+        active = (torch.arange(num_tokens, device=images.device) < lengths[:, None])  # (B, T)
+        vq = self.quantize(out.latents)
+        latents = (out.latents if vq is None else vq.quantized) * active[..., None]
+        codes = None if vq is None else vq.codes.masked_fill(~active, PAD_CODE)
+        return KARLEncoding(codes, latents, lengths, probs, bins)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Codes (B, T) (or continuous latents (B, T, D)) and lengths (B,) -> images (B, 3, H, W) in [0, 1]."""
+        lengths = torch.as_tensor(lengths, device=tokens.device)
+        if lengths.shape != tokens.shape[:1] or lengths.min() < 0 or lengths.max() > tokens.shape[1]:
+            raise ValueError(f"lengths must be (B,) = ({tokens.shape[0]},) values in [0, {tokens.shape[1]}], "
+                             f"got {lengths.tolist()}")
+        if self.quantizer is None:
+            if tokens.ndim != 3 or tokens.shape[-1] != self.config.code_dim:
+                raise ValueError(f"a continuous KARL decodes latents (B, T, {self.config.code_dim}), "
+                                 f"got {tuple(tokens.shape)}")
+            latents = tokens.float()
+        else:
+            if tokens.ndim != 2 or tokens.is_floating_point():
+                raise ValueError(f"KARL decodes integer codes (B, T), got {tokens.dtype} {tuple(tokens.shape)}")
+            active = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
+            latents = self.quantizer.decode(tokens.long().masked_fill(~active, 0))
+        return self.decode_latents(latents, lengths).clamp(0.0, 1.0)
+
+    def forward(self, images: torch.Tensor, target_error: float | torch.Tensor = 0.05,
+                max_tokens: int | None = None) -> torch.Tensor:
+        """Round trip: images -> adaptive tokens -> reconstructions (B, 3, H, W)."""
+        enc = self.encode(images, target_error, max_tokens)
+        return self.decode(enc.codes if enc.codes is not None else enc.latents, enc.lengths)
+
+    # ---- checks ---------------------------------------------------------------------------------------------
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        size = self.config.image_size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
+            raise ValueError(f"KARL expects images (B, 3, {size}, {size}), got {tuple(images.shape)}")
+
+    def _check_budget(self, num_tokens: int) -> None:
+        if not 1 <= num_tokens <= self.config.latent_pool:
+            raise ValueError(f"token budget must be in [1, {self.config.latent_pool}], got {num_tokens}")
