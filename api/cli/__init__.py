@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from api.cli import convert, models, run, train
+from api.cli import eval as eval_cli
 
 app = typer.Typer(help="mediaforge: generative media jobs (tokenize, detokenize, generate).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -12,6 +13,7 @@ app.command("models")(models.list_models_command)
 app.command("run")(run.run_command)
 app.add_typer(train.app, name="train")
 app.add_typer(convert.app, name="convert")
+app.add_typer(eval_cli.app, name="eval")
 
 
 def main() -> None:

@@ -1,0 +1,54 @@
+"""``mediaforge eval METRIC``: offline evaluation metrics (all feature-space metrics here are *proxies*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Evaluate a model with an offline metric.", no_args_is_help=True)
+
+
+@app.command("pscore")
+def pscore_command(
+    model: str = typer.Option(..., "--model", "-m", help="KARL zoo name or model directory."),
+    alpha: float = typer.Option(..., help="Probability that a token is replaced (explicit: no paper value)."),
+    delta: int = typer.Option(..., help="Replacement drawn uniformly among the delta nearest codes (0 = itself)."),
+    seed: int = typer.Option(0, help="Seed of the perturbation draws."),
+    images: int = typer.Option(1000, help="Held-out shapes-world images."),
+    target_error: float = typer.Option(0.05, help="KARL target per-image L1."),
+    max_tokens: int | None = typer.Option(None, help="KARL token budget (default: the model's)."),
+    classifier: str = typer.Option("shapes-classifier", help="Feature network: zoo name or model directory."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
+) -> None:
+    """Proxy pFID: Frechet distance in shapes-classifier features between held-out images and decodings of
+    perturbed tokens, plus the unperturbed (proxy rFID) value. Never comparable with paper FID."""
+    import json
+
+    import torch
+
+    from pipelines.base import InputError
+    from pipelines.pscore import Perturbation, karl_round_trip, pscore
+    from pipelines.shapes_classifier import ShapesClassifier
+    from pipelines.zoo import resolve_model
+    from tokenizers_media.image.karl import KARL
+
+    torch.set_num_threads(threads)
+    try:
+        ref = resolve_model(model)
+        if ref.model_class != "KARL":
+            raise InputError(f"pscore runs on KARL models; {model!r} is a {ref.model_class}")
+        karl = KARL.from_pretrained(ref.path)
+        features = ShapesClassifier.from_pretrained(resolve_model(classifier).path)
+        round_trip = karl_round_trip(karl, target_error=target_error, max_tokens=max_tokens)
+        result = pscore(round_trip, features, karl.config.image_size, Perturbation(alpha, delta, seed),
+                        num_images=images)
+    except ValueError as err:  # InputError is a ValueError
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"model {ref.name}, target_error={target_error:g}, max_tokens={max_tokens or karl.config.max_tokens}")
+    typer.echo(result.describe())
+    if json_out is not None:
+        json_out.write_text(json.dumps({"model": ref.name, "alpha": alpha, "delta": delta, "seed": seed,
+                                        "images": images, "target_error": target_error,
+                                        "proxy_pfid": result.perturbed, "proxy_rfid": result.clean}, indent=2))

@@ -1,0 +1,77 @@
+"""``image.tokenize`` on KARL: an image -> an adaptive number of discrete codes for a target error.
+
+The image is centre-cropped to a square and resized (bilinear, antialiased) to the model's side; the tokens
+file holds ``codes`` (1, T) padded with -1 past ``lengths`` (1,), and the model name, fingerprint, image size,
+target error and budget as metadata.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from pipelines.base import InputError, Params, ProgressCallback, Request, Result
+from pipelines.karl_loading import KARLPipeline
+from pipelines.media import Image, Tokens
+
+
+class KARLTokenizeParams(Params):
+    target_error: float = Field(0.05, gt=0.0, le=1.0, description="desired per-image L1 in [0, 1] pixels")
+    max_tokens: int | None = Field(None, ge=1, description="token budget (default: the model's)")
+
+
+def to_model_size(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, H, W) -> (3, size, size): centre crop to a square, then an antialiased bilinear resize."""
+    _, h, w = pixels.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = pixels[:, top : top + side, left : left + side]
+    if side == size:
+        return square.float()
+    resized = F.interpolate(square[None].float(), size=(size, size), mode="bilinear", antialias=True,
+                            align_corners=False)
+    return resized[0].clamp(0.0, 1.0)
+
+
+class KARLImageTokenizePipeline(KARLPipeline):
+    kind = "image.tokenize"
+    params_model = KARLTokenizeParams
+    inputs = {"image": "image"}
+
+    def check_request(self, request: Request) -> None:
+        super().check_request(request)
+        image = request.inputs["image"]
+        if not isinstance(image, Image) or image.pixels.ndim != 3 or image.pixels.shape[0] != 3:
+            raise InputError("image.tokenize needs an RGB image (3, H, W)")
+        if min(image.pixels.shape[1:]) < 1:
+            raise InputError(f"image.tokenize got an empty image {tuple(image.pixels.shape)}")
+        budget = request.params.max_tokens
+        if budget is not None and budget > self.model.config.latent_pool:
+            raise InputError(f"max_tokens {budget} is larger than this model's {self.model.config.latent_pool}")
+
+    @torch.inference_mode()
+    def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
+        # 1. Check inputs and bring every image to the model's size.
+        for request in requests:
+            self.check_request(request)
+        size = self.model.config.image_size
+        images = torch.stack([to_model_size(r.inputs["image"].pixels, size) for r in requests]).to(self.device)
+        budgets = [r.params.max_tokens or self.model.config.max_tokens for r in requests]
+        results: list[Result | None] = [None] * len(requests)
+        # 2. One encoder pass per distinct budget (the latent sequence length); targets may differ per image.
+        for budget in sorted(set(budgets)):
+            rows = [i for i, b in enumerate(budgets) if b == budget]
+            targets = torch.tensor([requests[i].params.target_error for i in rows])
+            enc = self.model.encode(images[rows], target_error=targets, max_tokens=budget)
+            for j, i in enumerate(rows):
+                tensors = {"codes": enc.codes[j : j + 1].cpu(), "lengths": enc.lengths[j : j + 1].cpu()}
+                results[i] = {"tokens": Tokens(tensors, self._metadata(requests[i].params, budget))}
+            if progress:
+                progress(sum(r is not None for r in results) / len(results), f"encoded {len(rows)} image(s)")
+        return [r for r in results if r is not None]
+
+    def _metadata(self, params: KARLTokenizeParams, budget: int) -> dict[str, str]:
+        return {"model": self.name, "model_sha": self.fingerprint, "model_class": "KARL",
+                "image_size": str(self.model.config.image_size), "target_error": f"{params.target_error:g}",
+                "max_tokens": str(budget), "codebook_size": str(self.model.config.codebook_size)}
