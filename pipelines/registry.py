@@ -25,6 +25,8 @@ JOB_KINDS: dict[str, JobKind] = {
     for k in [
         JobKind("audio.tokenize", "audio", "audio clip -> discrete codes"),
         JobKind("audio.detokenize", "audio", "discrete codes -> audio clip"),
+        JobKind("image.tokenize", "image", "image (+ caption for TexTok) -> tokens"),
+        JobKind("image.detokenize", "image", "tokens (+ caption for TexTok) -> image"),
     ]
 }
 
@@ -32,6 +34,10 @@ JOB_KINDS: dict[str, JobKind] = {
 PIPELINES: dict[tuple[str, str], str] = {
     ("audio.tokenize", "WavTokenizer"): "pipelines.audio_tokenize:AudioTokenizePipeline",
     ("audio.detokenize", "WavTokenizer"): "pipelines.audio_detokenize:AudioDetokenizePipeline",
+    ("image.tokenize", "TexTok"): "pipelines.image_tokenize_textok:TexTokImageTokenizePipeline",
+    ("image.detokenize", "TexTok"): "pipelines.image_detokenize_textok:TexTokImageDetokenizePipeline",
+    ("image.tokenize", "KARL"): "pipelines.image_tokenize_karl:KARLImageTokenizePipeline",
+    ("image.detokenize", "KARL"): "pipelines.image_detokenize_karl:KARLImageDetokenizePipeline",
 }
 
 

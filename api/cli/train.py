@@ -89,3 +89,47 @@ def wavtokenizer_command(
                          train_utterances=train_utterances)
     out = train_wavtokenizer(config, output_dir, resume=resume, progress=progress)
     typer.echo(f"saved {out}")
+
+
+@app.command("textok")
+def train_textok_command(
+    out: Path = typer.Option(..., "-o", "--out", help="Run directory (checkpoint, samples; model in DIR/model)."),
+    preset: str = typer.Option("tiny", help="TexTok preset (tiny, paper-B)."),
+    tokens: int = typer.Option(32, help="Number of latent tokens N (32, 64, 128, 256)."),
+    text: bool = typer.Option(True, "--text/--no-text", help="Text conditioning (--no-text: the ablation)."),
+    text_encoder: str = typer.Option("minilm", help="minilm (frozen, pretrained) or learned."),
+    bottleneck: str = typer.Option("kl", help="kl (continuous, the paper) or vq."),
+    steps: int = typer.Option(1000, help="Optimizer steps."),
+    batch_size: int = typer.Option(32, help="Images per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    pool_size: int = typer.Option(4096, help="Training images (with precomputed caption embeddings)."),
+    eval_images: int = typer.Option(512, help="Held-out images for the final PSNR / SSIM."),
+    perturb: str | None = typer.Option(None, help="vq only: robust latent perturbation alpha=..,beta=..,delta=.."),
+    seed: int = typer.Option(0, help="Torch seed."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train TexTok on shapes world; resumes DIR/checkpoint.pt; writes DIR/model and DIR/metrics.json."""
+    import logging
+
+    import torch
+
+    from pipelines.training.textok import TexTokTrainConfig, train_textok
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    try:
+        strength = None
+        if perturb is not None:
+            from pipelines.training.karl import PerturbOptions
+
+            options = PerturbOptions.parse(perturb)
+            strength = (options.alpha, options.beta, options.delta)
+        config = TexTokTrainConfig(preset=preset, num_latent_tokens=tokens, text_conditioning=text,
+                                   text_encoder=text_encoder, bottleneck=bottleneck, steps=steps,
+                                   batch_size=batch_size, lr=lr, pool_size=pool_size, eval_images=eval_images,
+                                   seed=seed, perturb=strength)
+        metrics = train_textok(config, out, show_progress=progress)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(" ".join(f"{k}={v}" for k, v in metrics.items()))

@@ -1,0 +1,1 @@
+"""Text encoders that condition image tokenizers and generators on captions."""
