@@ -120,7 +120,16 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
 
 def encode_tokens(tokens: Tokens) -> bytes:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tokens.tensors.items()}
-    return save(tensors, metadata={k: str(v) for k, v in tokens.metadata.items()})
+    return _canonical_header(save(tensors, metadata={k: str(v) for k, v in tokens.metadata.items()}))
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """Rewrite the safetensors JSON header with sorted keys: ``save`` orders metadata by a hash map, so the same
+    tokens would give different bytes (and different content-addressed artifacts) on every call."""
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.dumps(json.loads(data[8 : 8 + header_len]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header to 8-byte alignment
+    return struct.pack("<Q", len(header)) + header + data[8 + header_len :]
 
 
 def decode_media(data: bytes, name: str, media_type: str, *,

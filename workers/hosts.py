@@ -1,0 +1,285 @@
+"""Ray model hosts: one named, detached actor per model (``host:<model>``) that keeps the pipelines warm.
+
+Celery tasks call ``ModelHost.run(job_id, pipeline, input paths, params)``; the host gathers calls that arrive
+together into one batch (max batch, max wait: Ray Serve's ``@serve.batch`` contract), decodes the inputs from
+the artifact store, runs the pipeline once for the batch, writes the outputs back as artifacts and answers each
+caller with artifact ids. Only paths and small dicts cross Celery and Ray; the tensors stay in the host.
+
+``HostPool`` (in each Celery worker) finds or creates hosts, asking for a GPU where the cluster has one, and
+kills the least recently used idle hosts when the models' estimated memory passes the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from pipelines.base import InputError, JobCancelled, Pipeline, Request
+from pipelines.zoo import ModelRef
+from workers.artifacts import ArtifactStore
+from workers.execute import InputFile, build_request, encode_result
+from workers.jobspec import parse_params
+from workers.settings import BatchConfig, Settings
+
+logger = logging.getLogger(__name__)
+
+HOST_PREFIX = "host:"
+_WAIT_TICK_S = 0.0005
+PROCESS_OVERHEAD_BYTES = 256 * 1024 * 1024
+"""A host process (python + torch) before any weights: part of every host's memory estimate."""
+
+
+@dataclass
+class _Call:
+    job_id: str
+    inputs: dict[str, tuple[str, str]]
+    """Input name -> (artifact path, file name for messages)."""
+    params: dict[str, Any]
+    future: asyncio.Future = field(repr=False)
+
+
+def pipeline_target(cls: type[Pipeline]) -> str:
+    """``module:Class``: how a worker names the pipeline class the registry chose, for the host to import."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def import_pipeline(target: str) -> type[Pipeline]:
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Pipeline)):
+        raise TypeError(f"{target} is not a Pipeline class")
+    return cls
+
+
+def host_name(model: ModelRef) -> str:
+    return HOST_PREFIX + model.name
+
+
+def estimate_host_bytes(model_dir: Path) -> int:
+    """Weights twice (the loaded module plus working memory) and the process itself."""
+    weights = sum(p.stat().st_size for p in Path(model_dir).glob("*.safetensors"))
+    return 2 * weights + PROCESS_OVERHEAD_BYTES
+
+
+class ModelHost:
+    """The actor body (wrapped with ``ray.remote`` by ``HostPool``). Async: batches and answers concurrently."""
+
+    def __init__(self, model_name: str, model_dir: str, artifacts_root: str, batching: dict[str, float],
+                 device: str, max_audio_seconds: float) -> None:
+        self.model_name, self.model_dir = model_name, Path(model_dir)
+        self.artifacts = ArtifactStore(Path(artifacts_root))
+        self.batching = BatchConfig.model_validate(batching)
+        self.device, self.max_audio_seconds = _pick_device(device), max_audio_seconds
+        self.memory_bytes = estimate_host_bytes(self.model_dir)
+        self.last_used, self.inflight, self.batches = time.time(), 0, 0
+        self._pipelines: dict[str, Pipeline] = {}
+        self._queues: dict[str, asyncio.Queue[_Call]] = {}
+        self._progress: dict[str, tuple[float, str]] = {}
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+        # One batch at a time on the model: batches queue up behind each other, which is what lets them grow.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+
+    async def run(self, job_id: str, pipeline: str, inputs: dict[str, tuple[str, str]],
+                  params: dict[str, Any]) -> dict[str, Any]:
+        """One job; returns ``{"status": succeeded|failed|cancelled, "outputs"|"error", "batch_size"}``."""
+        self.inflight += 1
+        self.last_used = time.time()
+        try:
+            queue = self._queues.get(pipeline)
+            if queue is None:
+                queue = self._queues[pipeline] = asyncio.Queue()
+                asyncio.get_running_loop().create_task(self._batcher(pipeline, queue))
+            future = asyncio.get_running_loop().create_future()
+            queue.put_nowait(_Call(job_id, inputs, params, future))
+            return await future
+        finally:
+            self.inflight -= 1
+            self.last_used = time.time()
+            self._progress.pop(job_id, None)
+            self._cancelled.discard(job_id)
+
+    def progress(self, job_id: str) -> tuple[float, str] | None:
+        return self._progress.get(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        self._cancelled.add(job_id)
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.model_name, "memory_bytes": self.memory_bytes, "last_used": self.last_used,
+                "inflight": self.inflight, "batches": self.batches, "device": str(self.device),
+                "pipelines": sorted(self._pipelines), "node_id": ray.get_runtime_context().get_node_id()}
+
+    async def _batcher(self, pipeline: str, queue: asyncio.Queue[_Call]) -> None:
+        """Take the first waiting call, gather more until ``max_batch`` or ``max_wait``, run them together."""
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            deadline = loop.time() + self.batching.max_wait_ms / 1000
+            while len(batch) < self.batching.max_batch:
+                if not queue.empty():
+                    batch.append(queue.get_nowait())
+                    continue
+                if loop.time() >= deadline:
+                    break
+                # Short sleeps rather than wait_for(queue.get()): a timed-out get can swallow an item (bpo-37658).
+                await asyncio.sleep(min(_WAIT_TICK_S, deadline - loop.time()))
+            try:
+                answers = await loop.run_in_executor(self._executor, self._run_batch, pipeline, batch)
+            except Exception as err:  # every waiting caller must get an answer
+                logger.exception("batch of %s failed", pipeline)
+                answers = [_failed(err) for _ in batch]
+            self.batches += 1
+            for call, answer in zip(batch, answers, strict=True):
+                if not call.future.done():
+                    call.future.set_result({**answer, "batch_size": len(batch)})
+
+    def _pipeline(self, target: str) -> Pipeline:
+        if target not in self._pipelines:
+            self._pipelines[target] = import_pipeline(target).load(self.model_dir, device=self.device)
+        return self._pipelines[target]
+
+    def _run_batch(self, target: str, batch: list[_Call]) -> list[dict[str, Any]]:
+        """Decode and check each call alone (a bad file fails only its job), then run the good ones together."""
+        pipeline = self._pipeline(target)
+        answers: list[dict[str, Any] | None] = [None] * len(batch)
+        requests: list[tuple[int, Request]] = []
+        for i, call in enumerate(batch):
+            if call.job_id in self._cancelled:
+                answers[i] = {"status": "cancelled"}
+                continue
+            try:
+                requests.append((i, self._request(pipeline, call)))
+            except InputError as err:
+                answers[i] = _failed(err)
+        if requests:
+            for i, answer in zip([i for i, _ in requests], self._run_requests(pipeline, batch, requests),
+                                 strict=True):
+                answers[i] = answer
+        return [a if a is not None else _failed(RuntimeError("no answer")) for a in answers]
+
+    def _request(self, pipeline: Pipeline, call: _Call) -> Request:
+        files = {name: InputFile(filename, Path(path).read_bytes()) for name, (path, filename) in call.inputs.items()}
+        request = build_request(type(pipeline), files, parse_params(type(pipeline), call.params),
+                                self.max_audio_seconds)
+        pipeline.check_request(request)
+        return request
+
+    def _run_requests(self, pipeline: Pipeline, batch: list[_Call],
+                      requests: list[tuple[int, Request]]) -> list[dict[str, Any]]:
+        job_ids = [batch[i].job_id for i, _ in requests]
+
+        def progress(fraction: float, message: str) -> None:
+            for job_id in job_ids:
+                self._progress[job_id] = (fraction, message)
+            if all(job_id in self._cancelled for job_id in job_ids):
+                raise JobCancelled(f"cancelled at {fraction:.0%}")
+
+        try:
+            results = pipeline.run([r for _, r in requests], progress=progress)
+        except JobCancelled:
+            return [{"status": "cancelled"} for _ in requests]
+        except InputError as err:
+            if len(requests) == 1:
+                return [_failed(err)]
+            # One bad request spoils a batch: run each alone so only its own job fails.
+            return [self._run_requests(pipeline, batch, [item])[0] for item in requests]
+        answers = []
+        for job_id, result in zip(job_ids, results, strict=True):
+            if job_id in self._cancelled:
+                answers.append({"status": "cancelled"})
+                continue
+            outputs = {out.name: self.artifacts.put(out.data, out.filename).id for out in encode_result(result)}
+            answers.append({"status": "succeeded", "outputs": outputs})
+        return answers
+
+
+def _failed(err: Exception) -> dict[str, Any]:
+    return {"status": "failed", "error": {"type": type(err).__name__, "message": str(err)}}
+
+
+def _pick_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
+
+
+RemoteModelHost = ray.remote(ModelHost)
+
+
+class HostPool:
+    """Finds or creates ``host:<model>`` actors for one Celery worker process; caches the handles."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._handles: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    def get(self, model: ModelRef) -> Any:
+        name = host_name(model)
+        with self._lock:
+            handle = self._handles.get(name)
+            if handle is None:
+                handle = self._handles[name] = self._find_or_create(model, name)
+        return handle
+
+    def forget(self, model: ModelRef) -> None:
+        """Drop a cached handle (its actor died); the next ``get`` finds or creates a fresh one."""
+        with self._lock:
+            self._handles.pop(host_name(model), None)
+
+    def _find_or_create(self, model: ModelRef, name: str) -> Any:
+        namespace = self.settings.ray_namespace
+        try:
+            return ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            pass
+        self._make_room(estimate_host_bytes(model.path))
+        has_gpu = ray.cluster_resources().get("GPU", 0) >= self.settings.host_num_gpus > 0
+        logger.info("starting model host %s (gpu=%s)", name, has_gpu)
+        return RemoteModelHost.options(
+            name=name, namespace=namespace, lifetime="detached", get_if_exists=True, max_concurrency=1000,
+            num_gpus=self.settings.host_num_gpus if has_gpu else 0,
+        ).remote(model.name, str(model.path), str(self.settings.artifacts_root),
+                 self.settings.batch_config(model.name).model_dump(), self.settings.device,
+                 self.settings.max_audio_seconds)
+
+    def _make_room(self, needed: int) -> None:
+        """Kill least recently used idle hosts until ``needed`` more bytes fit in the memory budget."""
+        budget = self.settings.host_memory_budget_mb * 1024 * 1024
+        hosts = list_hosts(self.settings.ray_namespace)
+        used = sum(h["memory_bytes"] for h in hosts)
+        for host in sorted(hosts, key=lambda h: h["last_used"]):
+            if used + needed <= budget:
+                break
+            if host["inflight"] == 0:
+                logger.info("unloading model host %s (LRU, memory budget)", host["name"])
+                ray.kill(host["handle"])
+                used -= host["memory_bytes"]
+                with self._lock:
+                    self._handles.pop(host["name"], None)
+
+
+def list_hosts(namespace: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    """Every live host actor with its ``info()`` (hosts that do not answer in time are left out)."""
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["namespace"] == namespace and a["name"].startswith(HOST_PREFIX)]
+    hosts = []
+    for name in names:
+        try:
+            handle = ray.get_actor(name, namespace=namespace)
+            hosts.append({**ray.get(handle.info.remote(), timeout=timeout_s), "name": name, "handle": handle})
+        except (ValueError, ray.exceptions.RayError):
+            continue
+    return hosts

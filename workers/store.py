@@ -1,0 +1,364 @@
+"""The Redis job store: one hash per job (DESIGN.md's record), with states that only move forward.
+
+Every state change is one Lua script that checks the current state and writes the new one atomically, so two
+workers racing on a re-delivered job cannot both finish it, and a cancelled job never turns into a succeeded one.
+Finished jobs expire after ``job_ttl_s``. Counters for /metrics (jobs entering each state, queue depth per
+family, latency and batch-size histograms) live in Redis too, so every API replica reports the same numbers.
+
+Keys (``<p>`` is ``Settings.key_prefix``): ``<p>:job:<id>`` hash, ``<p>:jobs`` sorted set by creation time,
+``<p>:idem:<owner>:<key hash>``, ``<p>:lease:<id>``, ``<p>:events:<id>`` pub/sub channel, ``<p>:stats:*``,
+``<p>:hist:*``, ``<p>:rate:<owner>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+from pydantic import BaseModel, Field
+
+State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+STATES: tuple[State, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+# Histogram buckets (seconds for latencies, requests for batch sizes).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+HISTOGRAMS = {"queue_wait_seconds": LATENCY_BUCKETS, "run_seconds": LATENCY_BUCKETS, "batch_size": BATCH_BUCKETS}
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class JobRecord(BaseModel):
+    """What the store keeps for a job (DESIGN.md "The job")."""
+
+    id: str
+    kind: str
+    model: str
+    family: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict)
+    priority: Literal["interactive", "batch"] = "interactive"
+    state: State = "queued"
+    progress: float = 0.0
+    message: str = ""
+    outputs: dict[str, str] = Field(default_factory=dict)
+    error: JobError | None = None
+    attempts: int = 0
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    idempotency_key: str | None = None
+    cancel_requested: bool = False
+    owner: str = "anonymous"
+    spec_hash: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+
+_JSON_FIELDS = {"params", "inputs", "outputs", "error"}
+
+
+def _encode(record: JobRecord) -> dict[str, str]:
+    out = {}
+    for key, value in record.model_dump().items():
+        if value is None:
+            continue
+        out[key] = json.dumps(value) if key in _JSON_FIELDS else str(int(value) if isinstance(value, bool) else value)
+    return out
+
+
+def _decode(raw: dict[str, str]) -> JobRecord:
+    values: dict[str, Any] = {k: json.loads(v) if k in _JSON_FIELDS else v for k, v in raw.items()}
+    values["cancel_requested"] = values.get("cancel_requested") == "1"
+    return JobRecord.model_validate(values)
+
+
+# KEYS: job hash, entered-state counters, queued-per-family counters, events channel.
+# ARGV: new state, ttl (0 = keep), then n and the n allowed current states, then field/value pairs.
+# Returns {status, previous state}: status 1 moved, 0 refused (state not allowed), -1 no such job.
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {-1, ''} end
+local n = tonumber(ARGV[3])
+local ok = false
+for i = 4, 3 + n do if ARGV[i] == cur then ok = true end end
+if not ok then return {0, cur} end
+local new = ARGV[1]
+for i = 4 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'state', new)
+local kind = redis.call('HGET', KEYS[1], 'kind')
+if cur ~= new then redis.call('HINCRBY', KEYS[2], kind .. '|' .. new, 1) end
+if cur == 'queued' and new ~= 'queued' then
+  redis.call('HINCRBY', KEYS[3], redis.call('HGET', KEYS[1], 'family'), -1)
+end
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+local snap = redis.call('HMGET', KEYS[1], 'state', 'progress', 'message')
+redis.call('PUBLISH', KEYS[4], cjson.encode({state = snap[1], progress = tonumber(snap[2]), message = snap[3]}))
+return {1, cur}
+"""
+
+# KEYS: job hash, events channel. ARGV: progress, message. Only a running job reports progress.
+_PROGRESS = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'message', ARGV[2])
+redis.call('PUBLISH', KEYS[2], cjson.encode({state = 'running', progress = tonumber(ARGV[1]), message = ARGV[2]}))
+return 1
+"""
+
+# KEYS: bucket hash. ARGV: rate per second, burst, now, cost. Returns {allowed, retry after in ms}.
+_TOKEN_BUCKET = """
+local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1]) or burst
+local ts = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed, wait = 0, 0
+if tokens >= 1 then tokens = tokens - 1; allowed = 1 else wait = math.ceil((1 - tokens) / rate * 1000) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return {allowed, wait}
+"""
+
+
+class IdempotencyConflict(ValueError):
+    """The Idempotency-Key was already used for a different job body."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    moved: bool
+    previous: str | None
+    """None when the job does not exist (never created, or expired)."""
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, prefix: str = "mf", job_ttl_s: int = 7 * 24 * 3600,
+                 idempotency_ttl_s: int = 24 * 3600) -> None:
+        self.redis, self.prefix = client, prefix
+        self.job_ttl_s, self.idempotency_ttl_s = job_ttl_s, idempotency_ttl_s
+        self._transition = client.register_script(_TRANSITION)
+        self._progress = client.register_script(_PROGRESS)
+        self._bucket = client.register_script(_TOKEN_BUCKET)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> JobStore:
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+                                      health_check_interval=30)
+        return cls(client, **kwargs)
+
+    # -- keys ---------------------------------------------------------------------------------------------
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def job_key(self, job_id: str) -> str:
+        return self._k("job", job_id)
+
+    def events_channel(self, job_id: str) -> str:
+        return self._k("events", job_id)
+
+    # -- create / read ------------------------------------------------------------------------------------
+    def create(self, *, kind: str, model: str, family: str, params: dict[str, Any], inputs: dict[str, str],
+               priority: str, owner: str = "anonymous", idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
+        """A new queued job, or (with a key already used by this owner) the existing one. Returns (job, created)."""
+        body = {"kind": kind, "model": model, "params": params, "inputs": inputs, "priority": priority}
+        record = JobRecord(id=uuid.uuid4().hex, kind=kind, model=model, family=family, params=params,
+                           inputs=inputs, priority=priority, owner=owner, idempotency_key=idempotency_key,
+                           created_at=time.time(), spec_hash=spec_hash(body))
+        if idempotency_key is not None:
+            idem = self._k("idem", owner, hashlib.sha256(idempotency_key.encode()).hexdigest()[:32])
+            if not self.redis.set(idem, record.id, nx=True, ex=self.idempotency_ttl_s):
+                existing = self.get(self.redis.get(idem) or "")
+                if existing is not None:
+                    if existing.spec_hash != record.spec_hash:
+                        raise IdempotencyConflict("this Idempotency-Key was already used for a different job")
+                    return existing, False
+                self.redis.set(idem, record.id, ex=self.idempotency_ttl_s)  # the earlier job expired: start anew
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self.job_key(record.id), mapping=_encode(record))
+            pipe.zadd(self._k("jobs"), {record.id: record.created_at})
+            pipe.hincrby(self._k("stats", "queued"), family, 1)
+            pipe.hincrby(self._k("stats", "entered"), f"{kind}|queued", 1)
+            pipe.execute()
+        return record, True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self.redis.hgetall(self.job_key(job_id)) if job_id else {}
+        return _decode(raw) if raw else None
+
+    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50,
+             cursor: float | None = None) -> tuple[list[JobRecord], float | None]:
+        """Newest first. ``cursor`` is the creation time to continue below; returns (jobs, next cursor or None)."""
+        found: list[JobRecord] = []
+        upper: float | str = f"({cursor}" if cursor is not None else "+inf"
+        page = max(limit, 100)
+        while len(found) < limit:
+            ids = self.redis.zrevrangebyscore(self._k("jobs"), upper, "-inf", start=0, num=page, withscores=True)
+            if not ids:
+                return found, None
+            with self.redis.pipeline(transaction=False) as pipe:
+                for job_id, _ in ids:
+                    pipe.hgetall(self.job_key(job_id))
+                raws = pipe.execute()
+            for (job_id, score), raw in zip(ids, raws, strict=True):
+                if not raw:
+                    self.redis.zrem(self._k("jobs"), job_id)  # expired: drop it from the index
+                    continue
+                job = _decode(raw)
+                if (state is None or job.state == state) and (kind is None or job.kind == kind):
+                    found.append(job)
+                    if len(found) == limit:
+                        return found, score
+            upper = f"({ids[-1][1]}"
+        return found, None
+
+    # -- state changes -----------------------------------------------------------------------------------
+    def transition(self, job_id: str, new: State, allowed_from: tuple[str, ...], **fields: Any) -> Transition:
+        """Move to ``new`` only if the current state is in ``allowed_from``; terminal states start the TTL."""
+        args: list[Any] = [new, self.job_ttl_s if new in TERMINAL else 0, len(allowed_from), *allowed_from]
+        for key, value in fields.items():
+            args += [key, json.dumps(value) if key in _JSON_FIELDS else value]
+        keys = [self.job_key(job_id), self._k("stats", "entered"), self._k("stats", "queued"),
+                self.events_channel(job_id)]
+        status, previous = self._transition(keys=keys, args=args)
+        return Transition(moved=status == 1, previous=previous or None)
+
+    def start(self, job_id: str) -> Transition:
+        """queued -> running, or running -> running for a re-delivered job (attempts counts both)."""
+        now = time.time()
+        result = self.transition(job_id, "running", ("queued", "running"), started_at=now)
+        if result.moved:
+            self.redis.hincrby(self.job_key(job_id), "attempts", 1)
+            if result.previous == "queued":
+                job = self.get(job_id)
+                if job is not None:
+                    self.observe("queue_wait_seconds", job.kind, now - job.created_at)
+        return result
+
+    def finish(self, job_id: str, state: State, *, outputs: dict[str, str] | None = None,
+               error: JobError | None = None, message: str = "") -> Transition:
+        now = time.time()
+        fields: dict[str, Any] = {"finished_at": now, "message": message or state}
+        if state == "succeeded":
+            fields |= {"progress": 1.0, "outputs": outputs or {}}
+        if error is not None:
+            fields["error"] = error.model_dump()
+        result = self.transition(job_id, state, ("running",), **fields)
+        if result.moved:
+            job = self.get(job_id)
+            if job is not None and job.started_at is not None:
+                self.observe("run_seconds", job.kind, now - job.started_at)
+        return result
+
+    def fail_queued(self, job_id: str, error: JobError) -> Transition:
+        """A job that could not even start (bad input found by the worker, broker failure at submit)."""
+        return self.transition(job_id, "failed", ("queued", "running"), finished_at=time.time(),
+                               message="failed", error=error.model_dump())
+
+    def cancel(self, job_id: str) -> JobRecord | None:
+        """Queued: cancelled at once. Running: flagged; the worker stops it at its next progress point."""
+        moved = self.transition(job_id, "cancelled", ("queued",), finished_at=time.time(), message="cancelled")
+        if not moved.moved and moved.previous == "running":
+            self.redis.hset(self.job_key(job_id), "cancel_requested", "1")
+        return self.get(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.redis.hget(self.job_key(job_id), "cancel_requested") == "1"
+
+    def set_progress(self, job_id: str, fraction: float, message: str) -> bool:
+        keys = [self.job_key(job_id), self.events_channel(job_id)]
+        return bool(self._progress(keys=keys, args=[min(max(fraction, 0.0), 1.0), message]))
+
+    # -- leases: one live runner per job, even when Celery delivers it twice ------------------------------
+    def acquire_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
+        key = self._k("lease", job_id)
+        if self.redis.set(key, holder, nx=True, px=int(ttl_s * 1000)):
+            return True
+        return self.redis.get(key) == holder
+
+    def renew_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
+        key = self._k("lease", job_id)
+        if self.redis.get(key) != holder:
+            return False
+        return bool(self.redis.pexpire(key, int(ttl_s * 1000)))
+
+    def lease_ttl(self, job_id: str) -> float:
+        ms = self.redis.pttl(self._k("lease", job_id))
+        return max(ms, 0) / 1000
+
+    def release_lease(self, job_id: str, holder: str) -> None:
+        key = self._k("lease", job_id)
+        if self.redis.get(key) == holder:
+            self.redis.delete(key)
+
+    # -- events ---------------------------------------------------------------------------------------------
+    def events(self, job_id: str, timeout_s: float = 3600.0, keepalive_s: float = 15.0) -> Iterator[dict | None]:
+        """Job snapshots as they change (progress, then the final state); None as a keep-alive tick."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.events_channel(job_id))
+        try:
+            deadline, last = time.monotonic() + timeout_s, None
+            while time.monotonic() < deadline:
+                job = self.get(job_id)
+                if job is None:
+                    return
+                snap = {"state": job.state, "progress": job.progress, "message": job.message}
+                if snap != last:
+                    last = snap
+                    yield job.model_dump(mode="json")
+                if job.finished:
+                    return
+                message = pubsub.get_message(timeout=keepalive_s)
+                if message is None:
+                    yield None
+        finally:
+            pubsub.close()
+
+    # -- rate limits and metrics ----------------------------------------------------------------------------
+    def take_token(self, owner: str, per_minute: float, burst: int) -> float:
+        """Token bucket per owner; returns 0 when allowed, else the seconds to wait."""
+        allowed, wait_ms = self._bucket(keys=[self._k("rate", owner)],
+                                        args=[per_minute / 60.0, burst, time.time(), 1])
+        return 0.0 if allowed else wait_ms / 1000
+
+    def queued_count(self) -> dict[str, int]:
+        return {k: max(int(v), 0) for k, v in self.redis.hgetall(self._k("stats", "queued")).items()}
+
+    def entered_counts(self) -> dict[tuple[str, str], int]:
+        raw = self.redis.hgetall(self._k("stats", "entered"))
+        return {tuple(k.split("|", 1)): int(v) for k, v in raw.items()}  # type: ignore[misc]
+
+    def observe(self, metric: str, label: str, value: float) -> None:
+        bucket = next((b for b in HISTOGRAMS[metric] if value <= b), "+Inf")
+        with self.redis.pipeline(transaction=False) as pipe:
+            key = self._k("hist", metric)
+            pipe.hincrby(key, f"{label}|{bucket}", 1)
+            pipe.hincrbyfloat(key, f"{label}|sum", value)
+            pipe.hincrby(key, f"{label}|count", 1)
+            pipe.execute()
+
+    def histogram(self, metric: str) -> dict[str, dict[str, float]]:
+        """label -> {bucket upper bound (str) or 'sum'/'count': value}, bucket counts not cumulative."""
+        out: dict[str, dict[str, float]] = {}
+        for field, value in self.redis.hgetall(self._k("hist", metric)).items():
+            label, _, bucket = field.rpartition("|")
+            out.setdefault(label, {})[bucket] = float(value)
+        return out
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())

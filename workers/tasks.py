@@ -1,0 +1,155 @@
+"""``run_job(job_id)``: the one Celery task. A thin shell: load the job, lease it, call its model host, store.
+
+Idempotent by construction: a finished job is skipped; a lease (a Redis key renewed while the job runs) keeps a
+second delivery of a running job from running it twice at once; the terminal transition is one atomic check, so
+a job finishes once, and its outputs are content-addressed, so a re-run after a lost worker writes the same ids.
+Only transient faults (Ray actor lost, Redis connection) are retried; bad input fails the job at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import redis
+from celery.utils.log import get_task_logger
+
+from pipelines.base import InputError
+from pipelines.zoo import ModelRef
+from workers.artifacts import ArtifactNotFound, ArtifactStore
+from workers.celery_app import app
+from workers.hosts import HostPool, pipeline_target
+from workers.jobspec import JobSpec, resolve_job
+from workers.settings import Settings, get_settings
+from workers.store import JobError, JobRecord, JobStore
+
+logger = get_task_logger(__name__)
+
+TRANSIENT = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.ObjectLostError,
+             ray.exceptions.GetTimeoutError, redis.ConnectionError, redis.TimeoutError)
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    store: JobStore
+    artifacts: ArtifactStore
+    hosts: HostPool
+
+
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+def worker_context() -> WorkerContext:
+    """Built once per worker process from the settings and the Redis the Celery app was configured with."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            settings = get_settings()
+            store = JobStore.from_url(app.conf.mediaforge_redis_url, prefix=settings.key_prefix,
+                                      job_ttl_s=settings.job_ttl_s, idempotency_ttl_s=settings.idempotency_ttl_s)
+            connect_ray(settings)
+            _context = WorkerContext(settings, store, ArtifactStore(settings.artifacts_root), HostPool(settings))
+        return _context
+
+
+def reset_worker_context() -> None:
+    """Forget the cached context (embedded runtimes and tests that restart with other settings)."""
+    global _context
+    with _context_lock:
+        _context = None
+
+
+def connect_ray(settings: Settings) -> None:
+    """Join the cluster at ``RAY_ADDRESS`` (or start a local Ray) in this process, after any fork."""
+    if not ray.is_initialized():
+        ray.init(address=settings.ray_address, namespace=settings.ray_namespace, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+
+
+@app.task(name="mediaforge.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_job(self: Any, job_id: str) -> str:
+    ctx = worker_context()
+    job = ctx.store.get(job_id)
+    if job is None or job.finished:
+        return "skipped"
+    holder = f"{self.request.hostname}/{self.request.id}"
+    if not ctx.store.acquire_lease(job_id, holder, ctx.settings.job_lease_s):
+        # Another delivery of this job is running it right now: look again when its lease would expire.
+        raise self.retry(countdown=max(ctx.store.lease_ttl(job_id), 1.0), max_retries=None)
+    try:
+        if not ctx.store.start(job_id).moved:
+            return "skipped"
+        try:
+            answer = _execute(ctx, job, holder)
+        except TRANSIENT as err:
+            if self.request.retries >= ctx.settings.task_max_retries:
+                ctx.store.finish(job_id, "failed", error=JobError(type=type(err).__name__, message=str(err)))
+                return "failed"
+            logger.warning("job %s: transient fault %r, retrying", job_id, err)
+            raise self.retry(exc=err, countdown=min(2 ** self.request.retries, 30)) from err
+        except Exception as err:
+            logger.exception("job %s failed", job_id)
+            ctx.store.finish(job_id, "failed", error=JobError(type=type(err).__name__, message=str(err)))
+            return "failed"
+        return _record(ctx, job, answer)
+    finally:
+        ctx.store.release_lease(job_id, holder)
+
+
+def _execute(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
+    try:
+        resolved = resolve_job(JobSpec(kind=job.kind, model=job.model, inputs=job.inputs, params=job.params))
+        inputs = {name: (str(ctx.artifacts.path(aid)), ctx.artifacts.get(aid).filename)
+                  for name, aid in job.inputs.items()}
+    except (InputError, ArtifactNotFound) as err:
+        return {"status": "failed", "error": {"type": type(err).__name__, "message": str(err)}}
+    try:
+        return _call_host(ctx, job, resolved.model, pipeline_target(resolved.pipeline_class), inputs, holder)
+    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+        ctx.hosts.forget(resolved.model)
+        raise
+
+
+def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: str,
+               inputs: dict[str, tuple[str, str]], holder: str) -> dict[str, Any]:
+    """Wait for the host's answer, relaying progress and a cancel request at every poll."""
+    host = ctx.hosts.get(model)
+    ref = host.run.remote(job.id, pipeline, inputs, job.params)
+    deadline = time.monotonic() + ctx.settings.host_call_timeout_s
+    cancel_sent, last = False, None
+    while True:
+        ready, _ = ray.wait([ref], timeout=ctx.settings.poll_interval_s)
+        if ready:
+            return ray.get(ref)
+        if time.monotonic() > deadline:
+            ray.cancel(ref)
+            return {"status": "failed", "error": {"type": "TimeoutError",
+                                                  "message": f"ran past {ctx.settings.host_call_timeout_s:g} s"}}
+        ctx.store.renew_lease(job.id, holder, ctx.settings.job_lease_s)
+        if not cancel_sent and ctx.store.cancel_requested(job.id):
+            host.cancel.remote(job.id)
+            cancel_sent = True
+        progress = ray.get(host.progress.remote(job.id), timeout=30)
+        if progress is not None and progress != last:
+            last = progress
+            ctx.store.set_progress(job.id, *progress)
+
+
+def _record(ctx: WorkerContext, job: JobRecord, answer: dict[str, Any]) -> str:
+    if "batch_size" in answer:
+        ctx.store.observe("batch_size", job.model, answer["batch_size"])
+    status = answer["status"]
+    if status == "succeeded" and ctx.store.cancel_requested(job.id):
+        status = "cancelled"  # finished after the cancel request: the request wins, the outputs are dropped
+    if status == "succeeded":
+        ctx.store.finish(job.id, "succeeded", outputs=answer["outputs"])
+    elif status == "cancelled":
+        ctx.store.finish(job.id, "cancelled")
+    else:
+        ctx.store.finish(job.id, "failed", error=JobError(**answer["error"]))
+    return status
