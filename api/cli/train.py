@@ -133,3 +133,32 @@ def train_textok_command(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(" ".join(f"{k}={v}" for k, v in metrics.items()))
+
+
+@app.command("sd")
+def train_sd_command(
+    out: Path = typer.Option(..., "-o", "--out", help="Pipeline folder to write (diffusers layout + config.json)."),
+    preset: str = typer.Option("tiny", help="Model sizes (tiny)."),
+    vae_steps: int = typer.Option(500, help="AutoencoderKL steps (first phase)."),
+    unet_steps: int = typer.Option(20000, help="UNet + text encoder steps (second phase)."),
+    max_minutes: float = typer.Option(60.0, help="Wall-clock budget of the second phase; saves and stops."),
+    batch_size: int = typer.Option(16, help="Images per step."),
+    seed: int = typer.Option(0, help="Torch / caption seed."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+) -> None:
+    """Train a tiny latent diffusion text-to-image model on shapes world (VAE, CLIP text encoder, UNet)."""
+    import logging
+
+    import torch
+
+    from pipelines.training.sd import SDTrainConfig, train_sd
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    try:
+        config = SDTrainConfig(preset=preset, vae_steps=vae_steps, unet_steps=unet_steps, max_minutes=max_minutes,
+                               batch_size=batch_size, seed=seed)
+        result = train_sd(config, out)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
