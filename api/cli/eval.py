@@ -52,3 +52,25 @@ def pscore_command(
         json_out.write_text(json.dumps({"model": ref.name, "alpha": alpha, "delta": delta, "seed": seed,
                                         "images": images, "target_error": target_error,
                                         "proxy_pfid": result.perturbed, "proxy_rfid": result.clean}, indent=2))
+
+
+@app.command("karl")
+def karl_command(
+    model: str = typer.Option(..., "--model", "-m", help="KARL zoo name or model directory."),
+    images: int = typer.Option(512, help="Held-out shapes-world images."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+) -> None:
+    """PSNR / SSIM per token count, target error vs tokens used, and tokens by image complexity (markdown)."""
+    import torch
+
+    from pipelines.karl_eval import evaluate_karl
+    from pipelines.zoo import resolve_model
+    from tokenizers_media.image.karl import KARL
+
+    torch.set_num_threads(threads)
+    try:
+        report = evaluate_karl(KARL.from_pretrained(resolve_model(model).path), num_images=images)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"{report.num_images} held-out shapes-world images (eval split)\n")
+    typer.echo(report.markdown())
