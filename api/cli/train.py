@@ -41,18 +41,22 @@ def train_karl_command(
     seed: int = typer.Option(0, help="Torch seed for the initial weights and the pass randomness."),
     threads: int = typer.Option(1, help="torch.set_num_threads."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    stop_at: int | None = typer.Option(None, help="End this session after this step (resume later)."),
 ) -> None:
     """Train KARL on shapes world (two-pass adaptive-token training), saving samples and checkpoints."""
+    import logging
+
     import torch
 
     from pipelines.training.karl import KARLTrainConfig, PerturbOptions, train_karl
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(threads)
     try:
         options = None if perturb is None else PerturbOptions.parse(perturb)
         config = KARLTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                  perturb=options)
-        train_karl(config, out, show_progress=progress)
+        train_karl(config, out, show_progress=progress, stop_at=stop_at)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(f"saved {out}")
