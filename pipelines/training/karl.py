@@ -101,8 +101,14 @@ class StepStats:
     vq: float
 
 
-def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = True) -> KARL:
-    """Train (resuming from ``out_dir/checkpoint.pt`` when present) and save the model directory."""
+def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = True,
+               stop_at: int | None = None) -> KARL:
+    """Train (resuming from ``out_dir/checkpoint.pt`` when present) and save the model directory.
+
+    ``stop_at`` ends this session after that many steps (checkpointed, model saved) without changing the
+    schedule, which stays that of ``config.steps``: a later call resumes from there.
+    """
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -119,7 +125,7 @@ def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = Tru
     with Progress(*columns, disable=not show_progress) as bar:
         task = bar.add_task("", total=config.steps, completed=start_step)
         clock = time.perf_counter()
-        for step in range(start_step, config.steps):
+        for step in range(start_step, end):
             for group in optim.param_groups:
                 group["lr"] = learning_rate(config, step)
             stats = train_step(model, optim, world.batch("train", step, config.batch_size).images, config, step)
@@ -127,9 +133,9 @@ def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = Tru
             if step % 50 == 0:
                 logger.info("step %d %s", step, stats)
             done = step + 1
-            if done % config.sample_every == 0 or done == config.steps:
+            if done % config.sample_every == 0 or done == end:
                 save_samples(model, fixed, out_dir / f"samples_{done:06d}.png")
-            if done % config.checkpoint_every == 0 or done == config.steps:
+            if done % config.checkpoint_every == 0 or done == end:
                 _save_checkpoint(out_dir / CHECKPOINT_NAME, model, optim, config, done,
                                  elapsed + time.perf_counter() - clock)
     model.eval()

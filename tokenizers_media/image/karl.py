@@ -117,7 +117,7 @@ class KARL(PretrainedModel):
     config_class = KARLConfig
     presets = {
         "paper-small": lambda: KARLConfig(),
-        "tiny": lambda: KARLConfig(image_size=32, patch_size=4, width=128, encoder_depth=4, decoder_depth=4,
+        "tiny": lambda: KARLConfig(image_size=32, patch_size=4, width=96, encoder_depth=3, decoder_depth=3,
                                    num_heads=4, latent_pool=32, max_tokens=32),
     }
 
