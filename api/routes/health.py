@@ -1,0 +1,54 @@
+"""``/healthz`` (the process answers), ``/readyz`` (Redis, Ray and a Celery worker reachable), ``/metrics``."""
+
+from __future__ import annotations
+
+import ray
+from fastapi import APIRouter, Response, status
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ServiceDep
+from api.metrics import registry_for
+from api.schemas import Readiness
+from workers.celery_app import app as celery_app
+from workers.service import JobService
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def read_health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _checks(service: JobService) -> dict[str, str]:
+    checks = {}
+    try:
+        service.store.ping()
+        checks["redis"] = "ok"
+    except Exception as err:  # a readiness probe reports any failure instead of raising
+        checks["redis"] = f"error: {err}"
+    try:
+        checks["ray"] = "ok" if ray.is_initialized() and ray.cluster_resources() else "not connected"
+    except Exception as err:
+        checks["ray"] = f"error: {err}"
+    try:
+        replies = celery_app.control.ping(timeout=1.0)
+        checks["worker"] = f"ok ({len(replies)})" if replies else "no worker answered"
+    except Exception as err:
+        checks["worker"] = f"error: {err}"
+    return checks
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def read_readiness(*, service: ServiceDep, response: Response) -> Readiness:
+    checks = await run_in_threadpool(_checks, service)
+    ready = all(v.startswith("ok") for v in checks.values())
+    if not ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Readiness(status="ready" if ready else "unavailable", checks=checks)
+
+
+@router.get("/metrics", response_class=Response)
+def read_metrics(*, service: ServiceDep) -> Response:
+    return Response(generate_latest(registry_for(service.store)), media_type=CONTENT_TYPE_LATEST)
