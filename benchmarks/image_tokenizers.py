@@ -20,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipelines.data.shapes import ShapesWorld
+from tokenizers_media.image.karl import KARL
 from tokenizers_media.image.textok import TexTok
 
 
@@ -60,9 +61,28 @@ def textok_case(preset: str) -> Case:
     return Case(f"textok-{preset}", make)
 
 
+def karl_case(preset: str) -> Case:
+    """KARL at its full budget (max_tokens) and target 0.05; random weights halt nothing, the worst case."""
+    model = KARL.from_preset(preset).eval()
+
+    def make(batch: int) -> Callable[[], object]:
+        images = ShapesWorld(model.config.image_size).batch("eval", 0, batch).images
+
+        @torch.inference_mode()
+        def run() -> object:
+            enc = model.encode(images, target_error=0.05)
+            return model.decode(enc.codes, enc.lengths)
+
+        return run
+
+    return Case(f"karl-{preset}", make)
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "textok-tiny": lambda: textok_case("tiny"),
     "textok-paper-B": lambda: textok_case("paper-B"),
+    "karl-tiny": lambda: karl_case("tiny"),
+    "karl-paper-small": lambda: karl_case("paper-small"),
 }
 
 
