@@ -51,6 +51,7 @@ class TexTokTrainConfig:
     eval_images: int = 512
     sample_every: int = 250
     checkpoint_every: int = 250
+    log_every: int = 50
     seed: int = 0
     perturb: tuple[float, float, int] | None = None
     """(alpha, beta, delta) robust latent perturbation for the ``vq`` bottleneck, scheduled as RobustTok."""
@@ -113,6 +114,7 @@ def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool =
                 _save_samples(model, sample_images, sample_captions, out_dir / f"samples_{done:06d}.png")
             if done % config.checkpoint_every == 0 or done == config.steps:
                 _save_checkpoint(out_dir, config, model, optim, done, time.perf_counter() - start)
+            if done % config.log_every == 0:
                 logger.info("step %d rec %.5f", done, rec)
     wall = time.perf_counter() - start
     model.eval()

@@ -17,6 +17,15 @@ SMALL = {"encoder_width": 32, "encoder_depth": 1, "encoder_heads": 2, "decoder_w
          "decoder_depth": 1, "decoder_heads": 2, "text_encoder": "learned", "text_dim": 16}
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 @pytest.fixture(scope="module")
 def pipelines(tmp_path_factory):
     torch.manual_seed(0)

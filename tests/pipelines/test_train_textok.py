@@ -1,0 +1,41 @@
+"""The TexTok training loop: outputs, resuming from its checkpoint, and config-change protection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipelines.training.textok import CHECKPOINT, TexTokTrainConfig, train_textok
+from tokenizers_media.image.textok import TexTok
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+def _config(steps: int, **changes) -> TexTokTrainConfig:
+    base = dict(text_encoder="learned", steps=steps, batch_size=4, pool_size=8, eval_images=4, warmup_steps=1,
+                sample_every=2, checkpoint_every=2)
+    return TexTokTrainConfig(**{**base, **changes})
+
+
+@pytest.mark.slow
+def test_train_writes_outputs_and_resumes(tmp_path: Path) -> None:
+    metrics = train_textok(_config(2), tmp_path, show_progress=False)
+    assert {"psnr", "ssim"} <= set(metrics) and metrics["steps"] == 2
+    assert (tmp_path / "samples_000002.png").is_file() and (tmp_path / "metrics.json").is_file()
+    model = TexTok.from_pretrained(tmp_path / "model")
+    assert model.config.text_encoder == "learned" and model.config.num_latent_tokens == 32
+    before = torch.load(tmp_path / CHECKPOINT, weights_only=False)["model"]
+    train_textok(_config(3), tmp_path, show_progress=False)  # resumes at step 2, runs one more
+    after = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert after["step"] == 3
+    assert not torch.equal(before["patch_embed.weight"], after["model"]["patch_embed.weight"])
+    with pytest.raises(ValueError, match="different config"):
+        train_textok(_config(4, lr=5e-4), tmp_path, show_progress=False)
