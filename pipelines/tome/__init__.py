@@ -1,0 +1,1 @@
+"""ToMe: token merging for training-free semantic binding in diffusers text-to-image pipelines."""
