@@ -27,7 +27,7 @@ from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_mod
 class ShapesClassifierConfig(ModelConfig):
     image_size: int = 64
     """Inputs of any size are resized (bilinear, antialiased) to this side before the network."""
-    widths: tuple[int, ...] = (24, 48, 96, 128)
+    widths: tuple[int, ...] = (16, 32, 64, 128)
     """Channels of each conv stage; every stage starts with a stride-2 conv (64 px -> 4 x 4 at the end)."""
     num_classes: int = NUM_CLASSES
     max_count: int = 6
