@@ -34,7 +34,7 @@ class WeightNormConv1d(nn.Module):
         direction = torch.empty(out_channels, in_channels // groups, kernel_size)
         nn.init.kaiming_uniform_(direction, a=math.sqrt(5))  # nn.Conv1d's default init
         self.weight_v = nn.Parameter(direction)
-        self.weight_g = nn.Parameter(direction.norm(dim=(1, 2), keepdim=True))  # starts as the plain conv
+        self.weight_g = nn.Parameter(direction.square().sum(dim=(1, 2), keepdim=True).sqrt())  # = plain conv
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         if bias:
             bound = 1 / math.sqrt(in_channels // groups * kernel_size)
