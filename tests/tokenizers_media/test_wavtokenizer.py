@@ -21,7 +21,8 @@ def tiny() -> WavTokenizer:
     torch.manual_seed(0)
     model = WavTokenizer.from_preset("tiny", kmeans_iters=1).eval()
     scale = model.encode_latents(0.1 * torch.randn(1, 8000)).std()
-    model.feature_extractor.quantizer.codebook.init_embed_(scale * torch.randn(model.codebook_size, model.config.latent_dim))
+    vectors = scale * torch.randn(model.codebook_size, model.config.latent_dim)
+    model.feature_extractor.quantizer.codebook.init_embed_(vectors)
     return model
 
 
