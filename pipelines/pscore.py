@@ -16,13 +16,18 @@ from dataclasses import dataclass
 
 import torch
 
-from pipelines.data.shapes import ShapesWorld
+from pipelines.data.shapes import ShapesBatch, ShapesWorld
 from pipelines.metrics import frechet_distance
 from pipelines.shapes_classifier import ShapesClassifier
 from tokenizers_media.image.karl import KARL
+from tokenizers_media.image.textok import TexTok
 
-RoundTrip = Callable[[torch.Tensor, "Perturbation | None", torch.Generator], torch.Tensor]
-"""(images (B, 3, H, W), perturbation or None, generator) -> decoded images (B, 3, H, W)."""
+Decoder = Callable[["Perturbation | None", torch.Generator], torch.Tensor]
+"""Decodes one encoded batch, its codes perturbed or not -> images (B, 3, H, W)."""
+
+RoundTrip = Callable[[ShapesBatch], Decoder]
+"""Encodes a shapes-world batch once and returns its decoder. It takes the batch, not only its images, so
+text-conditioned tokenizers (TexTok) can use the captions."""
 
 
 @dataclass(frozen=True)
@@ -56,17 +61,41 @@ def karl_round_trip(model: KARL, target_error: float = 0.05, max_tokens: int | N
         raise ValueError("pscore needs a quantised KARL: a continuous one has no codes to perturb")
     quantizer = model.quantizer
 
-    def round_trip(images: torch.Tensor, perturbation: Perturbation | None,
-                   generator: torch.Generator) -> torch.Tensor:
-        enc = model.encode(images, target_error=target_error, max_tokens=max_tokens)
-        codes = enc.codes
-        if perturbation is not None:
-            active = torch.arange(codes.shape[1], device=codes.device) < enc.lengths[:, None]
-            moved = quantizer.perturb(codes.clamp(min=0), perturbation.alpha, 1.0, perturbation.delta, generator)
-            codes = torch.where(active, moved, codes)
-        return model.decode(codes, enc.lengths)
+    def encode(batch: ShapesBatch) -> Decoder:
+        enc = model.encode(batch.images, target_error=target_error, max_tokens=max_tokens)
+        active = torch.arange(enc.codes.shape[1], device=enc.codes.device) < enc.lengths[:, None]
 
-    return round_trip
+        def decode(perturbation: Perturbation | None, generator: torch.Generator) -> torch.Tensor:
+            codes = enc.codes
+            if perturbation is not None:
+                moved = quantizer.perturb(codes.clamp(min=0), perturbation.alpha, 1.0, perturbation.delta,
+                                          generator)
+                codes = torch.where(active, moved, codes)
+            return model.decode(codes, enc.lengths)
+
+        return decode
+
+    return encode
+
+
+def textok_round_trip(model: TexTok) -> RoundTrip:
+    """Round trip through a ``vq``-bottleneck TexTok, with each image's caption at encode and decode."""
+    if model.config.bottleneck != "vq":
+        raise ValueError("pscore needs a TexTok with the vq bottleneck: kl tokens have no codes to perturb")
+
+    def encode(batch: ShapesBatch) -> Decoder:
+        text = model.embed_text(batch.captions) if model.config.text_conditioning else None
+        clean = model.encode(batch.images, text).codes
+
+        def decode(perturbation: Perturbation | None, generator: torch.Generator) -> torch.Tensor:
+            codes = clean
+            if perturbation is not None:
+                codes = model.quantizer.perturb(clean, perturbation.alpha, 1.0, perturbation.delta, generator)
+            return model.decode_codes(codes, text)
+
+        return decode
+
+    return encode
 
 
 @torch.no_grad()
@@ -82,10 +111,11 @@ def pscore(round_trip: RoundTrip, classifier: ShapesClassifier, image_size: int,
     generator = torch.Generator().manual_seed(perturbation.seed)
     real, clean, perturbed = [], [], []
     for index, start in enumerate(range(0, num_images, batch_size)):
-        images = world.batch("eval", 1000 + index, min(batch_size, num_images - start)).images
-        real.append(classifier.features(images))
-        clean.append(classifier.features(round_trip(images, None, generator)))
-        perturbed.append(classifier.features(round_trip(images, perturbation, generator)))
+        batch = world.batch("eval", 1000 + index, min(batch_size, num_images - start))
+        decode = round_trip(batch)
+        real.append(classifier.features(batch.images))
+        clean.append(classifier.features(decode(None, generator)))
+        perturbed.append(classifier.features(decode(perturbation, generator)))
     real_f = torch.cat(real)
     return PScoreResult(frechet_distance(real_f, torch.cat(clean)), frechet_distance(real_f, torch.cat(perturbed)),
                         perturbation, num_images)

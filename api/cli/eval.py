@@ -11,7 +11,7 @@ app = typer.Typer(help="Evaluate a model with an offline metric.", no_args_is_he
 
 @app.command("pscore")
 def pscore_command(
-    model: str = typer.Option(..., "--model", "-m", help="KARL zoo name or model directory."),
+    model: str = typer.Option(..., "--model", "-m", help="KARL or vq TexTok: zoo name or model directory."),
     alpha: float = typer.Option(..., help="Probability that a token is replaced (explicit: no paper value)."),
     delta: int = typer.Option(..., help="Replacement drawn uniformly among the delta nearest codes (0 = itself)."),
     seed: int = typer.Option(0, help="Seed of the perturbation draws."),
@@ -29,24 +29,30 @@ def pscore_command(
     import torch
 
     from pipelines.base import InputError
-    from pipelines.pscore import Perturbation, karl_round_trip, pscore
+    from pipelines.pscore import Perturbation, karl_round_trip, pscore, textok_round_trip
     from pipelines.shapes_classifier import ShapesClassifier
     from pipelines.zoo import resolve_model
     from tokenizers_media.image.karl import KARL
+    from tokenizers_media.image.textok import TexTok
 
     torch.set_num_threads(threads)
     try:
         ref = resolve_model(model)
-        if ref.model_class != "KARL":
-            raise InputError(f"pscore runs on KARL models; {model!r} is a {ref.model_class}")
-        karl = KARL.from_pretrained(ref.path)
+        if ref.model_class == "KARL":
+            tokenizer = KARL.from_pretrained(ref.path)
+            round_trip = karl_round_trip(tokenizer, target_error=target_error, max_tokens=max_tokens)
+            setting = f"target_error={target_error:g}, max_tokens={max_tokens or tokenizer.config.max_tokens}"
+        elif ref.model_class == "TexTok":
+            tokenizer = TexTok.from_pretrained(ref.path)
+            round_trip, setting = textok_round_trip(tokenizer), f"{tokenizer.config.num_latent_tokens} tokens"
+        else:
+            raise InputError(f"pscore runs on KARL and vq TexTok models; {model!r} is a {ref.model_class}")
         features = ShapesClassifier.from_pretrained(resolve_model(classifier).path)
-        round_trip = karl_round_trip(karl, target_error=target_error, max_tokens=max_tokens)
-        result = pscore(round_trip, features, karl.config.image_size, Perturbation(alpha, delta, seed),
+        result = pscore(round_trip, features, tokenizer.config.image_size, Perturbation(alpha, delta, seed),
                         num_images=images)
     except ValueError as err:  # InputError is a ValueError
         raise typer.BadParameter(str(err)) from err
-    typer.echo(f"model {ref.name}, target_error={target_error:g}, max_tokens={max_tokens or karl.config.max_tokens}")
+    typer.echo(f"model {ref.name} ({ref.model_class}), {setting}")
     typer.echo(result.describe())
     if json_out is not None:
         json_out.write_text(json.dumps({"model": ref.name, "alpha": alpha, "delta": delta, "seed": seed,

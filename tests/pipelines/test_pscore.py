@@ -1,9 +1,11 @@
 import pytest
 import torch
 
-from pipelines.pscore import Perturbation, karl_round_trip, pscore
+from pipelines.data.shapes import ShapesWorld
+from pipelines.pscore import Perturbation, karl_round_trip, pscore, textok_round_trip
 from pipelines.shapes_classifier import ShapesClassifier
 from tokenizers_media.image.karl import KARL
+from tokenizers_media.image.textok import TexTok
 
 MICRO = dict(image_size=32, patch_size=8, width=32, encoder_depth=1, decoder_depth=1, num_heads=2, latent_pool=8,
              max_tokens=8, codebook_size=64)
@@ -41,10 +43,24 @@ def test_report_says_proxy_and_names_the_settings(models):
     assert "alpha=0.5" in text and "delta=8" in text and "seed=3" in text
 
 
-def test_round_trip_keeps_padding_and_rejects_continuous_models(models):
+def test_round_trip_shapes_and_rejects_continuous_models(models):
     karl, _ = models
-    images = torch.rand(2, 3, 32, 32)
-    out = karl_round_trip(karl)(images, Perturbation(1.0, 8, 0), torch.Generator().manual_seed(0))
-    assert out.shape == images.shape
+    batch = ShapesWorld(32).batch("eval", 0, 2)
+    out = karl_round_trip(karl)(batch)(Perturbation(1.0, 8, 0), torch.Generator().manual_seed(0))
+    assert out.shape == batch.images.shape
     with pytest.raises(ValueError, match="quantised"):
         karl_round_trip(KARL.from_preset("tiny", **MICRO, quantize=False))
+
+
+def test_textok_vq_round_trip():
+    torch.manual_seed(0)
+    textok = TexTok.from_preset("tiny", image_size=32, text_conditioning=False, bottleneck="vq",
+                                codebook_size=64).eval()
+    batch = ShapesWorld(32).batch("eval", 0, 3)
+    decode = textok_round_trip(textok)(batch)
+    clean = decode(None, torch.Generator())
+    assert clean.shape == batch.images.shape
+    assert torch.equal(decode(Perturbation(0.0, 8, 0), torch.Generator()), clean)
+    assert not torch.equal(decode(Perturbation(1.0, 8, 0), torch.Generator().manual_seed(0)), clean)
+    with pytest.raises(ValueError, match="vq bottleneck"):
+        textok_round_trip(TexTok.from_preset("tiny", image_size=32, text_conditioning=False))
