@@ -70,3 +70,27 @@ def test_save_and_load_round_trip(pipe, tmp_path):
 def test_bad_inputs_raise_before_any_compute(pipe, kwargs, match):
     with pytest.raises(ValueError, match=match):
         pipe(**kwargs)
+
+
+def test_generate_group_job_kind(pipe, tmp_path):
+    from pipelines.base import InputError, Request
+    from pipelines.image_generate_group import GenerateGroupParams, GenerateGroupPipeline
+    from pipelines.media import Image
+    from pipelines.registry import get_pipeline_class
+
+    assert get_pipeline_class("image.generate_group", "GroupDiffusionPipeline") is GenerateGroupPipeline
+    pipe.save_pretrained(tmp_path)
+    job = GenerateGroupPipeline.load(tmp_path)
+    reference = torch.rand(3, 48, 40)  # centre-cropped and resized to 32 px
+    params = GenerateGroupParams(prompts=PROMPTS, reference_index=1, group_size=2, steps=2, seed=5)
+    seen = []
+    (result,) = job.run([Request({"reference": Image(reference)}, params)], lambda f, m: seen.append(f))
+    assert sorted(result) == ["image_000", "image_001", "image_002", "image_003"]
+    assert all(v.pixels.shape == (3, 32, 32) for v in result.values())
+    assert seen[-1] == 1.0
+    with pytest.raises(ValueError, match="reference_index"):
+        GenerateGroupParams(prompts=PROMPTS, reference_index=4)
+    with pytest.raises(ValueError, match="whole groups"):
+        GenerateGroupParams(prompts=PROMPTS[:3], group_size=2)
+    with pytest.raises(InputError, match="reference"):
+        job.check_request(Request({}, params))

@@ -1,0 +1,167 @@
+"""Train GDT-tiny on shapes-world groups (``mediaforge train gdt --preset tiny``).
+
+Joint denoising of groups (arXiv 2410.15027, sec. 3.2): every image of a group gets the same time step and its
+own caption; group attention lets the images see each other. ``single_image=True`` trains the same backbone on
+the same images and captions with G = 1 (each image alone): the baseline of the consistency claim
+(``benchmarks/gdt_consistency.py``).
+
+Data: ``pipelines.gdt.groups`` (four group kinds, captions that sometimes leave out the shared attribute),
+rendered on the fly from the ``train`` split; batch i is groups batch i, so runs with the same seed see the
+same data. Captions go through the frozen MiniLM once per distinct caption (a cache: the caption vocabulary
+is a few hundred strings); 10 % of captions are replaced by the null caption for classifier-free guidance.
+The latent space is a small ``AutoencoderKL`` (``pipelines.gdt.vae``), trained first unless given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, PixArtTransformer2DModel
+
+from pipelines.gdt.attention import install_group_attention
+from pipelines.gdt.groups import GroupSampler
+from pipelines.gdt.pipeline import GroupDiffusionConfig, GroupDiffusionPipeline
+from pipelines.gdt.vae import VAETrainConfig, train_vae
+from tokenizers_media.text.encoders import TextEmbedding, TextEncoder, build_text_encoder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GDTPreset:
+    image_size: int = 32
+    layers: int = 6
+    heads: int = 4
+    head_dim: int = 24
+    patch_size: int = 2
+    text_encoder: str = "minilm"
+    max_tokens: int = 16
+
+
+PRESETS: dict[str, GDTPreset] = {"tiny": GDTPreset()}
+
+
+@dataclass(frozen=True)
+class GDTTrainConfig:
+    preset: str = "tiny"
+    group_size: int = 4
+    single_image: bool = False
+    """Train with G = 1 attention (the baseline); the data is the same groups."""
+    steps: int = 2000
+    groups_per_step: int = 8
+    lr: float = 1e-3
+    warmup: int = 100
+    caption_dropout: float = 0.1
+    drop_shared: float = 0.5
+    save_every: int = 500
+    seed: int = 0
+
+
+def noise_scheduler() -> DDIMScheduler:
+    """Cosine-beta DDPM schedule, epsilon prediction, sampled with DDIM."""
+    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False,
+                         set_alpha_to_one=False)
+
+
+def build_pipeline(preset: GDTPreset, vae: AutoencoderKL, text_encoder: TextEncoder, group_size: int
+                   ) -> GroupDiffusionPipeline:
+    """A fresh PixArt transformer sized by the preset around a trained VAE and a caption encoder."""
+    latent = preset.image_size // 2 ** (len(vae.config.block_out_channels) - 1)
+    width = preset.heads * preset.head_dim
+    transformer = PixArtTransformer2DModel(
+        sample_size=latent, num_layers=preset.layers, patch_size=preset.patch_size, in_channels=4, out_channels=4,
+        num_attention_heads=preset.heads, attention_head_dim=preset.head_dim, cross_attention_dim=width,
+        caption_channels=text_encoder.dim, norm_type="ada_norm_single")
+    config = GroupDiffusionConfig(image_size=preset.image_size, group_size=group_size,
+                                  text_encoder=preset.text_encoder, max_tokens=preset.max_tokens)
+    return GroupDiffusionPipeline(transformer, vae, noise_scheduler(), text_encoder, config)
+
+
+class CaptionCache:
+    """Caption -> frozen per-token states, computed once per distinct caption."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        self.encoder, self.states = encoder, {}
+
+    def embed(self, captions: list[str], null: torch.Tensor) -> TextEmbedding:
+        """Padded (B, L, D) states; rows where ``null`` is True get the null caption (one zero token)."""
+        new = sorted({c for c in captions if c not in self.states})
+        if new:
+            out = self.encoder(new)
+            for i, c in enumerate(new):
+                self.states[c] = out.tokens[i, out.mask[i]]
+        rows = [self.states[c] for c in captions]
+        length = max(len(r) for r in rows)
+        tokens = torch.zeros(len(rows), length, rows[0].shape[-1])
+        mask = torch.zeros(len(rows), length, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            if not null[i]:
+                tokens[i, : len(r)], mask[i, : len(r)] = r, True
+            mask[i, 0] = True
+        return TextEmbedding(tokens, mask)
+
+
+def train_gdt(config: GDTTrainConfig, out_dir: Path, vae_dir: Path | None = None, command: str = "") -> dict:
+    """Train (the VAE first when ``vae_dir`` is None) and save a pipeline folder with a model card."""
+    if config.preset not in PRESETS:
+        raise ValueError(f"unknown preset {config.preset!r}; presets are {sorted(PRESETS)}")
+    preset = PRESETS[config.preset]
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    if vae_dir is None:
+        vae_dir = out_dir / "vae-run"
+        logger.info("vae: %s", train_vae(VAETrainConfig(image_size=preset.image_size, seed=config.seed), vae_dir))
+    vae = AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
+    torch.manual_seed(config.seed)
+    g = config.group_size
+    text_encoder = build_text_encoder(preset.text_encoder, preset.heads * preset.head_dim, preset.max_tokens)
+    pipe = build_pipeline(preset, vae, text_encoder, 1 if config.single_image else g)
+    transformer = pipe.transformer.train()
+    install_group_attention(transformer, pipe.config.group_size)
+    sampler = GroupSampler(g, preset.image_size, config.drop_shared)
+    cache = CaptionCache(pipe.text_encoder)
+    optim = torch.optim.AdamW(transformer.parameters(), lr=config.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+    scheduler = pipe.scheduler
+    info: dict = {"config": asdict(config), "command": command}
+    losses: list[float] = []
+    for step in range(1, config.steps + 1):
+        batch = sampler.batch("train", step, config.groups_per_step)
+        with torch.no_grad():
+            latents = vae.encode(batch.images * 2 - 1).latent_dist.sample() * vae.config.scaling_factor
+            text = cache.embed(batch.captions, torch.rand(len(batch.captions)) < config.caption_dropout)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (config.groups_per_step,)).repeat_interleave(g)
+        noise = torch.randn_like(latents)
+        eps = pipe.predict_noise(scheduler.add_noise(latents, noise, t), t, text)
+        loss = F.mse_loss(eps, noise)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        optim.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            logger.info("step %d loss %.4f (mean of last 50) %.0f s", step, sum(losses[-50:]) / 50,
+                        time.perf_counter() - start)
+        if step % config.save_every == 0 or step == config.steps:
+            info.update(step=step, loss=round(sum(losses[-100:]) / len(losses[-100:]), 4),
+                        wall_s=round(time.perf_counter() - start))
+            _save(pipe, out_dir, info)
+    return info
+
+
+def _save(pipe: GroupDiffusionPipeline, out_dir: Path, info: dict) -> None:
+    pipe.transformer.eval()
+    pipe.save_pretrained(out_dir)
+    (out_dir / "train_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    pipe.transformer.train()
+    logger.info("saved %s at step %d", out_dir, info["step"])
+
