@@ -166,3 +166,34 @@ def train_sd_command(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
+
+
+@app.command("gdt")
+def train_gdt_command(
+    out: Path = typer.Option(..., "-o", "--out", help="Pipeline folder to write (saved every 500 steps)."),
+    preset: str = typer.Option("tiny", help="GDT preset (tiny)."),
+    vae: Path | None = typer.Option(None, help="A trained AutoencoderKL folder; default: train one first."),
+    group_size: int = typer.Option(4, help="Images per group."),
+    single_image: bool = typer.Option(False, "--single-image", help="Baseline: same data, G = 1 attention."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    groups_per_step: int = typer.Option(8, help="Groups per step."),
+    seed: int = typer.Option(0, help="Torch seed."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+) -> None:
+    """Train GDT (group diffusion transformer) on shapes-world groups (see pipelines/gdt/train.py)."""
+    import logging
+    import sys
+
+    import torch
+
+    from pipelines.gdt.train import GDTTrainConfig, train_gdt
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    try:
+        config = GDTTrainConfig(preset=preset, group_size=group_size, single_image=single_image, steps=steps,
+                                groups_per_step=groups_per_step, seed=seed)
+        info = train_gdt(config, out, vae, command="mediaforge " + " ".join(sys.argv[1:]))
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"saved {out} at step {info['step']} (loss {info['loss']})")
