@@ -27,6 +27,7 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("audio.detokenize", "audio", "discrete codes -> audio clip"),
         JobKind("image.tokenize", "image", "image (+ caption for TexTok) -> tokens"),
         JobKind("image.detokenize", "image", "tokens (+ caption for TexTok) -> image"),
+        JobKind("image.generate", "generate", "prompt (or class) -> image"),
         JobKind("image.generate_group", "generate", "captions + a reference image -> a consistent group of images"),
     ]
 }
@@ -39,6 +40,7 @@ PIPELINES: dict[tuple[str, str], str] = {
     ("image.detokenize", "TexTok"): "pipelines.image_detokenize_textok:TexTokImageDetokenizePipeline",
     ("image.tokenize", "KARL"): "pipelines.image_tokenize_karl:KARLImageTokenizePipeline",
     ("image.detokenize", "KARL"): "pipelines.image_detokenize_karl:KARLImageDetokenizePipeline",
+    ("image.generate", "StableDiffusionPipeline"): "pipelines.image_generate_sd:GenerateSDPipeline",
     ("image.generate_group", "GroupDiffusionPipeline"): "pipelines.image_generate_group:GenerateGroupPipeline",
 }
 

@@ -52,8 +52,8 @@ def _tome(pipe, cls=ToMeStableDiffusionPipeline):
     return tome
 
 
-@pytest.fixture(scope="module")
-def sd_pipe() -> StableDiffusionPipeline:
+def tiny_sd_pipeline() -> StableDiffusionPipeline:
+    """A random SD pipeline (16 px images, 8 x 8 latents) with the offline CLIP tokenizer."""
     torch.manual_seed(0)
     unet = UNet2DConditionModel(block_out_channels=(4, 8), layers_per_block=1, sample_size=8, in_channels=4,
                                 out_channels=4, cross_attention_dim=8, norm_num_groups=2, attention_head_dim=2,
@@ -65,6 +65,11 @@ def sd_pipe() -> StableDiffusionPipeline:
                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@pytest.fixture(scope="module")
+def sd_pipe() -> StableDiffusionPipeline:
+    return tiny_sd_pipeline()
 
 
 def _run(pipe, **kwargs):
