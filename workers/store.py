@@ -287,10 +287,7 @@ class JobStore:
 
     # -- leases: one live runner per job, even when Celery delivers it twice ------------------------------
     def acquire_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
-        key = self._k("lease", job_id)
-        if self.redis.set(key, holder, nx=True, px=int(ttl_s * 1000)):
-            return True
-        return self.redis.get(key) == holder
+        return bool(self.redis.set(self._k("lease", job_id), holder, nx=True, px=int(ttl_s * 1000)))
 
     def renew_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
         key = self._k("lease", job_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,8 @@ def run_job(self: Any, job_id: str) -> str:
     job = ctx.store.get(job_id)
     if job is None or job.finished:
         return "skipped"
-    holder = f"{self.request.hostname}/{self.request.id}"
+    # Unique per execution: a redelivered message has the same task id and may reach the same worker.
+    holder = f"{self.request.hostname}/{self.request.id}/{uuid.uuid4().hex[:8]}"
     if not ctx.store.acquire_lease(job_id, holder, ctx.settings.job_lease_s):
         # Another delivery of this job is running it right now: look again when its lease would expire.
         raise self.retry(countdown=max(ctx.store.lease_ttl(job_id), 1.0), max_retries=None)
@@ -121,7 +123,7 @@ def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: st
     host = ctx.hosts.get(model)
     ref = host.run.remote(job.id, pipeline, inputs, job.params)
     deadline = time.monotonic() + ctx.settings.host_call_timeout_s
-    cancel_sent, last = False, None
+    cancel_sent, last, asked = False, None, None
     while True:
         ready, _ = ray.wait([ref], timeout=ctx.settings.poll_interval_s)
         if ready:
@@ -134,10 +136,14 @@ def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: st
         if not cancel_sent and ctx.store.cancel_requested(job.id):
             host.cancel.remote(job.id)
             cancel_sent = True
-        progress = ray.get(host.progress.remote(job.id), timeout=30)
-        if progress is not None and progress != last:
-            last = progress
-            ctx.store.set_progress(job.id, *progress)
+        # Never block on the host here (it may still be loading its model): ask, and read the answer next time.
+        if asked is not None and ray.wait([asked], timeout=0)[0]:
+            progress, asked = ray.get(asked), None
+            if progress is not None and progress != last:
+                last = progress
+                ctx.store.set_progress(job.id, *progress)
+        if asked is None:
+            asked = host.progress.remote(job.id)
 
 
 def _record(ctx: WorkerContext, job: JobRecord, answer: dict[str, Any]) -> str:

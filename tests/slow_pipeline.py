@@ -1,0 +1,56 @@
+"""A test-only job: ``audio.tokenize`` on a ``SlowEcho`` model sleeps through progress points, so tests can
+catch a job while it runs (cancel, SIGKILL). It joins the service the way every model does: one registry entry.
+
+Importable by Ray hosts and by worker subprocesses (``python -c "import tests.slow_pipeline; ..."``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from pydantic import Field
+
+from pipelines.base import Params, Pipeline, ProgressCallback, Request, Result
+from pipelines.media import Tokens
+from pipelines.registry import PIPELINES
+
+MODEL_CLASS = "SlowEcho"
+HOP = 320
+
+
+class SlowEchoParams(Params):
+    seconds: float = Field(1.0, ge=0.0, le=60.0)
+    steps: int = Field(10, ge=1, le=1000)
+
+
+class SlowEchoPipeline(Pipeline):
+    kind = "audio.tokenize"
+    params_model = SlowEchoParams
+    inputs = {"audio": "audio"}
+
+    @classmethod
+    def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> SlowEchoPipeline:
+        return cls()
+
+    def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
+        seconds = max(r.params.seconds for r in requests)
+        steps = max(r.params.steps for r in requests)
+        for i in range(steps):
+            time.sleep(seconds / steps)
+            if progress:
+                progress((i + 1) / steps, f"step {i + 1}/{steps}")
+        return [{"tokens": Tokens({"codes": torch.zeros(1, 1, -(-r.inputs["audio"].samples.numel() // HOP),
+                                                        dtype=torch.long)}, {"model": "slow-echo"})}
+                for r in requests]
+
+
+def write_model_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps({"model_class": MODEL_CLASS}))
+    return path
+
+
+PIPELINES[("audio.tokenize", MODEL_CLASS)] = f"{__name__}:SlowEchoPipeline"
