@@ -72,8 +72,8 @@ def _distinct(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
 @torch.no_grad()
 def classify(judge: ShapesClassifier, images: torch.Tensor) -> tuple[list[str], list[str]]:
     """Top-1 (shape, colour) names of single-object images."""
-    shape, colour = divmod(judge(images).class_logits.argmax(1), len(COLOURS))
-    return [SHAPES[i] for i in shape.tolist()], [COLOUR_NAMES[i] for i in colour.tolist()]
+    top = judge(images).class_logits.argmax(1).tolist()
+    return [SHAPES[i // len(COLOURS)] for i in top], [COLOUR_NAMES[i % len(COLOURS)] for i in top]
 
 
 def measure(pipe: GroupDiffusionPipeline, judge: ShapesClassifier, case: ConsistencyCase, attribute: str,
