@@ -66,7 +66,8 @@ def run_command(
             written = run_spec_locally(spec, outdir, device=device, max_audio_seconds=max_audio_seconds,
                                        progress=lambda frac, msg: bar.update(task, completed=frac, description=msg))
     except (InputError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        # markup off: messages quote user values such as "[0, 4096)"; soft wrap keeps them on one line.
+        console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
     for path in written:
         typer.echo(str(path))
