@@ -24,3 +24,20 @@ def convert_wavtokenizer_command(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=1) from err
     typer.echo(f"saved {written}")
+
+
+@app.command("xar")
+def convert_xar_command(
+    checkpoint: Path = typer.Argument(..., help="official xAR .pth (with model / model_ema) or bare state dict"),
+    output_dir: Path = typer.Option(..., "-o", "--output-dir", help="model directory to write"),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="convert the EMA weights when the checkpoint has them"),
+) -> None:
+    """Convert an official xAR-B/L/H checkpoint (size inferred from the shapes)."""
+    from pipelines.xar.convert import convert_checkpoint
+
+    try:
+        written = convert_checkpoint(checkpoint, output_dir, use_ema=ema)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from err
+    typer.echo(f"saved {written}")
