@@ -75,6 +75,8 @@ def wavtokenizer_command(
     mrd_width: int = typer.Option(64, help="multi-resolution discriminator width (official 64)"),
     train_utterances: int = typer.Option(400, help="espeak-ng utterances in the training corpus"),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
+    checkpoint_every: int = typer.Option(250, help="steps between resumable train_state.pt saves"),
+    snapshot_every: int = typer.Option(1000, help="steps between model snapshots in OUTPUT_DIR/snapshots/"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in OUTPUT_DIR"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with losses"),
 ) -> None:
@@ -90,7 +92,8 @@ def wavtokenizer_command(
         torch.set_num_threads(threads)
     config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds, lr=lr,
                          disc_lr=lr, mel_only_steps=mel_only_steps, mpd_width=mpd_width, mrd_width=mrd_width,
-                         train_utterances=train_utterances)
+                         train_utterances=train_utterances, checkpoint_every=checkpoint_every,
+                         snapshot_every=snapshot_every)
     out = train_wavtokenizer(config, output_dir, resume=resume, progress=progress)
     typer.echo(f"saved {out}")
 
@@ -143,7 +146,7 @@ def train_textok_command(
 def train_sd_command(
     out: Path = typer.Option(..., "-o", "--out", help="Pipeline folder to write (diffusers layout + config.json)."),
     preset: str = typer.Option("tiny", help="Model sizes (tiny)."),
-    vae_steps: int = typer.Option(500, help="AutoencoderKL steps (first phase)."),
+    vae_steps: int = typer.Option(300, help="AutoencoderKL steps (first phase)."),
     unet_steps: int = typer.Option(20000, help="UNet + text encoder steps (second phase)."),
     max_minutes: float = typer.Option(60.0, help="Wall-clock budget of the second phase; saves and stops."),
     batch_size: int = typer.Option(16, help="Images per step."),
@@ -197,3 +200,29 @@ def train_gdt_command(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(f"saved {out} at step {info['step']} (loss {info['loss']})")
+
+
+@app.command("sd-decoder")
+def train_sd_decoder_command(
+    pipeline: Path = typer.Option(..., "-p", "--pipeline", help="SD pipeline folder whose vae/ is fine-tuned."),
+    steps: int = typer.Option(2000, help="Decoder steps."),
+    max_minutes: float = typer.Option(60.0, help="Wall-clock budget; saves and stops."),
+    batch_size: int = typer.Option(16, help="Images per step."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+) -> None:
+    """Fine-tune the VAE decoder of a `train sd` pipeline (encoder frozen: the UNet's latents are unchanged)."""
+    import logging
+
+    import torch
+    from diffusers import AutoencoderKL
+
+    from pipelines.data.shapes import ShapesWorld
+    from pipelines.training.sd import finetune_vae_decoder
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    vae = AutoencoderKL.from_pretrained(pipeline / "vae")
+    world = ShapesWorld(vae.config.sample_size, min_objects=1, max_objects=3)
+    done = finetune_vae_decoder(vae, world, steps, batch_size, max_minutes=max_minutes,
+                                on_save=lambda v: v.save_pretrained(pipeline / "vae"))
+    typer.echo(f"decoder steps {done}; saved {pipeline / 'vae'}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,15 +43,15 @@ class SDPreset:
     """Sizes of the three networks and of the data."""
 
     image_size: int = 32
-    vae_channels: tuple[int, ...] = (16, 32)
+    vae_channels: tuple[int, ...] = (16, 32, 32)
     """One entry per VAE level; the latent is ``2 ** (len - 1)`` times smaller than the image."""
-    latent_channels: int = 4
+    latent_channels: int = 8
     unet_channels: tuple[int, ...] = (32, 64)
     unet_heads: int = 2
     text_hidden: int = 32
     text_layers: int = 2
     text_heads: int = 2
-    text_max_length: int = 32
+    text_max_length: int = 20
     """Prompt length in tokens (CLIP uses 77; shapes prompts need fewer, and attention cost follows it)."""
     max_objects: int = 3
 
@@ -62,7 +62,7 @@ PRESETS: dict[str, SDPreset] = {"tiny": SDPreset()}
 @dataclass(frozen=True)
 class SDTrainConfig:
     preset: str = "tiny"
-    vae_steps: int = 500
+    vae_steps: int = 300
     unet_steps: int = 20000
     batch_size: int = 16
     vae_lr: float = 2e-3
@@ -137,6 +137,39 @@ def train_vae(vae: AutoencoderKL, world: ShapesWorld, config: SDTrainConfig) -> 
         if step % 100 == 0:
             logger.info("vae step %d loss %.4f", step, loss.item())
     vae.eval().requires_grad_(False)
+
+
+def finetune_vae_decoder(vae: AutoencoderKL, world: ShapesWorld, steps: int, batch_size: int = 16,
+                         lr: float = 1e-3, max_minutes: float = 60.0, first_batch: int = 10**5,
+                         on_save: Callable[[AutoencoderKL], None] | None = None, save_every: int = 100) -> int:
+    """Train only the decoder (encoder frozen): reconstructions improve while the latent space the UNet
+    was trained on stays exactly the same, so this can run after (or alongside) the UNet phase."""
+    vae.requires_grad_(False)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    optim = torch.optim.AdamW(params, lr=lr)
+    start, step = time.perf_counter(), 0
+    vae.train()
+    for step, batch in zip(range(1, steps + 1), world.iterate("train", batch_size, start=first_batch), strict=False):
+        x = batch.images * 2 - 1
+        with torch.no_grad():
+            latents = vae.encode(x).latent_dist.sample()
+        recon = vae.decode(latents).sample
+        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        out_of_time = time.perf_counter() - start > max_minutes * 60
+        if step % save_every == 0 or out_of_time or step == steps:
+            logger.info("decoder step %d loss %.4f", step, loss.item())
+            if on_save is not None:
+                on_save(vae.eval())
+                vae.train()
+        if out_of_time:
+            break
+    vae.eval().requires_grad_(False)
+    return step
 
 
 @torch.no_grad()
