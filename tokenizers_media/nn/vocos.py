@@ -172,18 +172,22 @@ class ISTFT(nn.Module):
         out = F.fold(frames, output_size=(1, length), kernel_size=(1, self.n_fft), stride=(1, self.hop_length))
         return out[:, 0, 0, self.pad : length - self.pad]
 
+    def compute_envelope(self, num_frames: int) -> torch.Tensor:
+        """(T * hop,) overlap-added squared window, the normaliser of the "same"-padded overlap-add."""
+        with torch.inference_mode(False), torch.no_grad():  # a normal tensor: reusable by autograd later
+            envelope = self._overlap_add(self.window.square()[None, :, None].expand(1, -1, num_frames))[0]
+        if not bool((envelope > 1e-11).all()):
+            raise ValueError(f"window envelope vanishes for n_fft={self.n_fft}, hop={self.hop_length}")
+        return envelope
+
     def envelope(self, num_frames: int) -> torch.Tensor:
-        """(T * hop,) overlap-added squared window; cached per (frames, window version, device, dtype)."""
+        """:meth:`compute_envelope`, cached per (frames, window version, device, dtype)."""
         w = self.window
         key = (num_frames, w._version, w.data_ptr(), w.device, w.dtype)
         if key not in self._envelope:
-            with torch.inference_mode(False), torch.no_grad():  # a normal tensor: reusable by autograd later
-                envelope = self._overlap_add(w.square()[None, :, None].expand(1, -1, num_frames))[0]
-            if not bool((envelope > 1e-11).all()):
-                raise ValueError(f"window envelope vanishes for n_fft={self.n_fft}, hop={self.hop_length}")
-            if len(self._envelope) > 8:
+            if len(self._envelope) >= 8:
                 self._envelope.clear()
-            self._envelope[key] = envelope
+            self._envelope[key] = self.compute_envelope(num_frames)
         return self._envelope[key]
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
