@@ -1,0 +1,56 @@
+"""Pieces of `mediaforge train sd`: component sizes, captions, decoder-only fine-tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pipelines.data.shapes import ShapesWorld
+from pipelines.training.sd import (
+    PRESETS,
+    SDTrainConfig,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    finetune_vae_decoder,
+    short_caption,
+    training_captions,
+)
+
+
+def test_tiny_components_fit_together():
+    preset = PRESETS["tiny"]
+    vae, unet, text = build_vae(preset), build_unet(preset), build_text_encoder(preset)
+    latent = preset.image_size // 2 ** (len(preset.vae_channels) - 1)
+    assert unet.config.sample_size == latent and unet.config.in_channels == vae.config.latent_channels
+    assert unet.config.cross_attention_dim == text.config.hidden_size
+    assert text.config.vocab_size == 49408 and text.config.max_position_embeddings == preset.text_max_length
+
+
+def test_captions_name_every_object_with_its_colour():
+    scenes = ShapesWorld(32, 2, 3).batch("train", 0, 8).scenes
+    rng = np.random.default_rng(0)
+    for scene in scenes:
+        text = short_caption(scene, rng)
+        assert all(f"a {o.colour} {o.shape}" in text for o in scene.objects)
+        assert text.count(" and ") == (len(scene.objects) > 1)
+    captions = training_captions(scenes * 50, rng, SDTrainConfig())
+    assert 0 < captions.count("") < len(captions) / 4
+    assert any(" large " in c or " small " in c for c in captions)
+
+
+def test_decoder_finetune_leaves_the_encoder_alone():
+    torch.manual_seed(0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        vae = build_vae(PRESETS["tiny"])
+        encoder = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
+        decoder = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
+        saved = []
+        done = finetune_vae_decoder(vae, ShapesWorld(32), steps=2, batch_size=2, on_save=saved.append, save_every=1)
+    finally:
+        torch.set_num_threads(before)
+    assert done == 2 and len(saved) == 2
+    assert all(torch.equal(v, encoder[k]) for k, v in vae.encoder.state_dict().items())
+    assert any(not torch.equal(v, decoder[k]) for k, v in vae.decoder.state_dict().items())
