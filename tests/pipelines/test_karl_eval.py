@@ -1,0 +1,22 @@
+import torch
+
+from pipelines.karl_eval import evaluate_karl
+from tokenizers_media.image.karl import KARL
+
+
+def test_report_tables_cover_counts_targets_and_groups():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = KARL.from_preset("tiny", image_size=32, patch_size=8, width=32, encoder_depth=1, decoder_depth=1,
+                                 num_heads=2, latent_pool=8, max_tokens=8, codebook_size=64).eval()
+        report = evaluate_karl(model, num_images=24, targets=(0.05, 0.1), complexity_targets=(0.05,))
+    finally:
+        torch.set_num_threads(threads)
+    assert [t for t, _, _ in report.fixed] == [2, 4, 8]
+    assert [row[0] for row in report.adaptive] == [0.05, 0.1]
+    assert all(0 <= row[1] <= 8 and 0 <= row[3] <= 1 for row in report.adaptive)
+    assert sum(report.group_sizes.values()) == 24
+    text = report.markdown()
+    assert "| target L1 |" in text and "tokens @ 0.05" in text
