@@ -14,6 +14,15 @@ from pipelines.xar.model import XAR
 from tests.pipelines.xar_golden_recipe import GOLDEN, LAYOUT, write_checkpoint
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The CI box has 2 shared cores: more intra-op threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> XAR:
     tmp = tmp_path_factory.mktemp("xar_b")
