@@ -71,6 +71,7 @@ def wavtokenizer_command(
     crop_seconds: float = typer.Option(1.0, help="crop length in seconds (official: 3)"),
     lr: float = typer.Option(2e-4, help="peak AdamW learning rate (generator and discriminators)"),
     mel_only_steps: int = typer.Option(0, help="first steps on mel + commitment only, before the GAN starts"),
+    quantizer_warmup_steps: int = typer.Option(0, help="first steps without the quantizer; k-means init after"),
     mpd_width: int = typer.Option(32, help="multi-period discriminator width (official 32)"),
     mrd_width: int = typer.Option(64, help="multi-resolution discriminator width (official 64)"),
     train_utterances: int = typer.Option(400, help="espeak-ng utterances in the training corpus"),
@@ -91,7 +92,8 @@ def wavtokenizer_command(
     if threads:
         torch.set_num_threads(threads)
     config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds, lr=lr,
-                         disc_lr=lr, mel_only_steps=mel_only_steps, mpd_width=mpd_width, mrd_width=mrd_width,
+                         disc_lr=lr, mel_only_steps=mel_only_steps,
+                         quantizer_warmup_steps=quantizer_warmup_steps, mpd_width=mpd_width, mrd_width=mrd_width,
                          train_utterances=train_utterances, checkpoint_every=checkpoint_every,
                          snapshot_every=snapshot_every)
     out = train_wavtokenizer(config, output_dir, resume=resume, progress=progress)
@@ -226,3 +228,54 @@ def train_sd_decoder_command(
     done = finetune_vae_decoder(vae, world, steps, batch_size, max_minutes=max_minutes,
                                 on_save=lambda v: v.save_pretrained(pipeline / "vae"))
     typer.echo(f"decoder steps {done}; saved {pipeline / 'vae'}")
+
+
+@app.command("vae")
+def train_vae_command(
+    out: Path = typer.Option(..., "-o", "--out", help="AutoencoderKL folder to write."),
+    steps: int = typer.Option(600, help="Optimizer steps."),
+    batch_size: int = typer.Option(16, help="Images per step."),
+    seed: int = typer.Option(0, help="Torch seed."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+) -> None:
+    """Train xAR's latent space: a 16-channel stride-8 AutoencoderKL on class-conditional shapes world."""
+    import torch
+
+    from pipelines.xar.vae import VAETrainConfig, train_vae
+
+    torch.set_num_threads(threads)
+    metrics = train_vae(VAETrainConfig(steps=steps, batch_size=batch_size, seed=seed), out)
+    typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+
+@app.command("xar")
+def train_xar_command(
+    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write (resumes its checkpoint)."),
+    vae: Path = typer.Option(..., "--vae", help="AutoencoderKL folder from `mediaforge train vae`."),
+    preset: str = typer.Option("tiny", help="XAR preset."),
+    entity: str = typer.Option("cell", help="Prediction entity: cell, patch, subsample, scale, image."),
+    entity_size: int = typer.Option(4, help="Side k of a cell / subsample entity."),
+    teacher_forcing: bool = typer.Option(False, "--teacher-forcing", help="Baseline: clean context, no NCL."),
+    steps: int = typer.Option(3000, help="Optimizer steps."),
+    batch_size: int = typer.Option(32, help="Images per step."),
+    lr: float = typer.Option(5e-4, help="Peak learning rate."),
+    seed: int = typer.Option(0, help="Torch seed."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+) -> None:
+    """Train class-conditional xAR (flow matching + Noisy Context Learning) on shapes-world latents."""
+    import logging
+
+    import torch
+
+    from pipelines.xar.train import XARTrainConfig, train_xar
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    try:
+        config = XARTrainConfig(preset=preset, entity=entity, entity_size=entity_size,
+                                noisy_context=not teacher_forcing, steps=steps, batch_size=batch_size, lr=lr,
+                                seed=seed)
+        info = train_xar(config, vae, out)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"saved {out} at step {info['step']} (loss {info['loss']:.4f}, {info['wall_s']:.0f} s)")

@@ -51,6 +51,7 @@ class XARConfig(ModelConfig):
         frequency_dim: sinusoid size of the time embedding.
         rope_theta: RoPE base.
         norm_eps: RMSNorm epsilon.
+        class_names: optional names of the class ids (used by pipelines to accept names).
     """
 
     latent_channels: int = 16
@@ -69,6 +70,7 @@ class XARConfig(ModelConfig):
     frequency_dim: int = 256
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.entity not in ENTITY_KINDS:

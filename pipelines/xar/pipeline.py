@@ -42,11 +42,12 @@ class XARPipeline:
     Args:
         model: the velocity network.
         vae: decodes ``latents / vae.config.scaling_factor`` to images in [-1, 1]; None -> latents only.
-        class_names: optional names of the class ids (``get_label_ids``).
+        class_names: names of the class ids (``get_label_ids``); default: the model config's.
     """
 
     def __init__(self, model: XAR, vae: AutoencoderKL | None = None, class_names: Sequence[str] = ()) -> None:
-        self.model, self.vae, self.class_names = model.eval(), vae, tuple(class_names)
+        self.model, self.vae = model.eval(), vae
+        self.class_names = tuple(class_names) or model.config.class_names
 
     @property
     def device(self) -> torch.device:

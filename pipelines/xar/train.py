@@ -1,0 +1,144 @@
+"""Training xAR with flow matching and Noisy Context Learning (arXiv 2502.20388, Sec. 3.3).
+
+Noisy Context Learning (``noisy_context=True``, the paper's method): every entity gets its own time
+``t ~ logit-normal(0, 1)``, ``x_t = (1 - t) x + t eps``, and the network regresses ``v = eps - x`` for all
+entities in one block-causal pass, so each entity learns to denoise from *noisy* context.
+
+Teacher forcing (``noisy_context=False``, the baseline of the paper's ablation): per image one entity k is
+picked; entities before k are clean (t = 0), entity k is noised, later ones are pure noise (t = 1, unseen by
+k through the mask); the loss covers entity k only. Same pass, same batch: the comparison is at equal steps.
+
+Class labels are replaced by the null class with probability ``class_dropout`` (for guidance). The EMA of the
+weights is what gets saved. Training resumes from ``out/checkpoint.pt`` (possibly with more ``steps``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL
+
+from pipelines.data.shapes import NUM_CLASSES, ShapesWorld, class_name
+from pipelines.xar.model import XAR
+from pipelines.xar.vae import class_batch
+
+logger = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class XARTrainConfig:
+    preset: str = "tiny"
+    entity: str = "cell"
+    entity_size: int = 4
+    noisy_context: bool = True
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    class_dropout: float = 0.1
+    image_size: int = 64
+    seed: int = 0
+    checkpoint_every: int = 250
+
+
+def sample_times(model: XAR, batch: int, noisy_context: bool, generator: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-entity times ``(B, E)`` and a per-token loss weight ``(B, N)`` for one training batch."""
+    e = model.layout.num_entities
+    t = torch.sigmoid(torch.randn(batch, e, generator=generator))  # logit-normal(0, 1)
+    if noisy_context:
+        return t, torch.ones(batch, model.layout.num_tokens)
+    target = torch.randint(0, e, (batch, 1), generator=generator)
+    entities = torch.arange(e)[None]
+    t = torch.where(entities < target, 0.0, torch.where(entities > target, 1.0, t))
+    weight = (model.entity_index[None] == target).float()  # loss on the chosen entity only
+    return t, weight
+
+
+def flow_matching_loss(model: XAR, tokens: torch.Tensor, labels: torch.Tensor, noisy_context: bool,
+                       generator: torch.Generator) -> torch.Tensor:
+    """MSE between predicted and true velocity ``eps - x`` over the supervised tokens."""
+    b = tokens.shape[0]
+    t, weight = sample_times(model, b, noisy_context, generator)
+    eps = torch.randn(tokens.shape, generator=generator)
+    t_tok = t[:, model.entity_index, None]  # (B, N, 1)
+    x_t = (1 - t_tok) * tokens + t_tok * eps
+    error = (model(x_t, t, labels) - (eps - tokens)).pow(2).mean(-1)  # (B, N)
+    return (error * weight).sum() / weight.sum()
+
+
+def encode_latents(vae: AutoencoderKL, layout_tokens, images: torch.Tensor) -> torch.Tensor:
+    """Images ``(B, 3, S, S)`` in [-1, 1] -> scaled entity-major latent tokens ``(B, N, C)``."""
+    with torch.no_grad():
+        latents = vae.encode(images).latent_dist.sample() * vae.config.scaling_factor
+    return layout_tokens(latents)
+
+
+def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: bool = True) -> dict[str, float]:
+    """Train (or resume) and save the EMA model to ``out`` with the VAE copied to ``out/vae``."""
+    from rich.progress import Progress
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    vae = AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
+    names = tuple(class_name(i) for i in range(NUM_CLASSES))
+    model = XAR.from_preset(config.preset, entity=config.entity, entity_size=config.entity_size,
+                            num_classes=NUM_CLASSES, class_names=names)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    step, wall = 0, 0.0
+    if (out / CHECKPOINT).is_file():
+        state = torch.load(out / CHECKPOINT, weights_only=True)
+        before, now = ({k: v for k, v in c.items() if k != "steps"} for c in (state["config"], asdict(config)))
+        if before != now:  # only the step budget may change on resume
+            raise ValueError(f"{out / CHECKPOINT} was made with {state['config']}, not {asdict(config)}")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optim.load_state_dict(state["optim"])
+        step, wall = state["step"], state["wall_s"]
+        logger.info("resumed at step %d", step)
+    world = ShapesWorld(config.image_size, min_objects=1, max_objects=1)
+    generator = torch.Generator().manual_seed(config.seed * 7919 + step)
+    start, loss_value = time.perf_counter() - wall, float("nan")
+
+    def save_checkpoint() -> None:
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optim": optim.state_dict(),
+                    "step": step, "wall_s": time.perf_counter() - start, "config": asdict(config)},
+                   out / CHECKPOINT)
+
+    model.train()
+    with Progress(disable=not show_progress) as progress:
+        task = progress.add_task("xar", total=config.steps, completed=step)
+        while step < config.steps:
+            images, labels = class_batch(world, "train", step, config.batch_size, config.seed)
+            tokens = encode_latents(vae, model.layout.to_tokens, images)
+            drop = torch.rand(labels.shape, generator=generator) < config.class_dropout
+            labels = torch.where(drop, model.null_class, labels)
+            for group in optim.param_groups:
+                group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
+            loss = flow_matching_loss(model, tokens, labels, config.noisy_context, generator)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            with torch.no_grad():
+                for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+                    p_ema.lerp_(p, 1 - config.ema_decay)
+            step += 1
+            loss_value = loss.item()
+            progress.update(task, completed=step, description=f"xar loss {loss_value:.4f}")
+            if step % 50 == 0:
+                logger.info("xar step %d loss %.4f (%.0f s)", step, loss_value, time.perf_counter() - start)
+            if step % config.checkpoint_every == 0:
+                save_checkpoint()
+    save_checkpoint()
+    ema.eval().save_pretrained(out)
+    vae.save_pretrained(out / "vae")
+    return {"step": step, "loss": loss_value, "wall_s": time.perf_counter() - start}
