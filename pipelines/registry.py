@@ -41,6 +41,7 @@ PIPELINES: dict[tuple[str, str], str] = {
     ("image.tokenize", "KARL"): "pipelines.image_tokenize_karl:KARLImageTokenizePipeline",
     ("image.detokenize", "KARL"): "pipelines.image_detokenize_karl:KARLImageDetokenizePipeline",
     ("image.generate", "StableDiffusionPipeline"): "pipelines.image_generate_sd:GenerateSDPipeline",
+    ("image.generate", "XAR"): "pipelines.image_generate_xar:GenerateXARPipeline",
     ("image.generate_group", "GroupDiffusionPipeline"): "pipelines.image_generate_group:GenerateGroupPipeline",
 }
 

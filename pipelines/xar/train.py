@@ -29,6 +29,7 @@ from pipelines.xar.vae import class_batch
 
 logger = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
+LATENTS = "latents.pt"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class XARTrainConfig:
     ema_decay: float = 0.999
     class_dropout: float = 0.1
     image_size: int = 64
+    dataset_size: int = 4096
     seed: int = 0
     checkpoint_every: int = 250
 
@@ -74,11 +76,36 @@ def flow_matching_loss(model: XAR, tokens: torch.Tensor, labels: torch.Tensor, n
     return (error * weight).sum() / weight.sum()
 
 
-def encode_latents(vae: AutoencoderKL, layout_tokens, images: torch.Tensor) -> torch.Tensor:
-    """Images ``(B, 3, S, S)`` in [-1, 1] -> scaled entity-major latent tokens ``(B, N, C)``."""
-    with torch.no_grad():
-        latents = vae.encode(images).latent_dist.sample() * vae.config.scaling_factor
-    return layout_tokens(latents)
+@dataclass
+class LatentDataset:
+    """Posterior mean / std ``(M, C, G, G)`` of M class-conditional images, encoded once (CPU time is scarce:
+    the frozen VAE encoder would otherwise cost more per step than the tiny xAR itself)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def encode(cls, vae: AutoencoderKL, config: XARTrainConfig, chunk: int = 64) -> LatentDataset:
+        world = ShapesWorld(config.image_size, min_objects=1, max_objects=1)
+        chunk = min(chunk, config.dataset_size)
+        means, stds, labels = [], [], []
+        with torch.no_grad():
+            for index in range(-(-config.dataset_size // chunk)):
+                images, ids = class_batch(world, "train", index, chunk, config.seed)
+                dist = vae.encode(images).latent_dist
+                means.append(dist.mean)
+                stds.append(dist.std)
+                labels.append(ids)
+        m = config.dataset_size
+        return cls(torch.cat(means)[:m], torch.cat(stds)[:m], torch.cat(labels)[:m])
+
+    def sample(self, batch_size: int, scaling_factor: float, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled latents ``(B, C, G, G)`` (a fresh posterior sample) and their class ids ``(B,)``."""
+        idx = torch.randint(0, len(self.labels), (batch_size,), generator=generator)
+        noise = torch.randn(self.mean[idx].shape, generator=generator)
+        return (self.mean[idx] + self.std[idx] * noise) * scaling_factor, self.labels[idx]
 
 
 def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: bool = True) -> dict[str, float]:
@@ -104,7 +131,11 @@ def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: b
         optim.load_state_dict(state["optim"])
         step, wall = state["step"], state["wall_s"]
         logger.info("resumed at step %d", step)
-    world = ShapesWorld(config.image_size, min_objects=1, max_objects=1)
+    if (out / LATENTS).is_file():
+        data = LatentDataset(**torch.load(out / LATENTS, weights_only=True))
+    else:
+        data = LatentDataset.encode(vae, config)
+        torch.save(asdict(data), out / LATENTS)
     generator = torch.Generator().manual_seed(config.seed * 7919 + step)
     start, loss_value = time.perf_counter() - wall, float("nan")
 
@@ -117,8 +148,8 @@ def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: b
     with Progress(disable=not show_progress) as progress:
         task = progress.add_task("xar", total=config.steps, completed=step)
         while step < config.steps:
-            images, labels = class_batch(world, "train", step, config.batch_size, config.seed)
-            tokens = encode_latents(vae, model.layout.to_tokens, images)
+            latents, labels = data.sample(config.batch_size, vae.config.scaling_factor, generator)
+            tokens = model.layout.to_tokens(latents)
             drop = torch.rand(labels.shape, generator=generator) < config.class_dropout
             labels = torch.where(drop, model.null_class, labels)
             for group in optim.param_groups:

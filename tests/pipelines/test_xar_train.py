@@ -54,14 +54,14 @@ def test_train_saves_and_resumes(tmp_path):
     torch.manual_seed(0)
     vae = shapes_vae()
     vae.save_pretrained(tmp_path / "vae")
-    config = XARTrainConfig(steps=2, batch_size=4, checkpoint_every=1, warmup_steps=1)
+    config = XARTrainConfig(steps=2, batch_size=4, checkpoint_every=1, warmup_steps=1, dataset_size=8)
     info = train_xar(config, tmp_path / "vae", tmp_path / "run", show_progress=False)
     assert info["step"] == 2 and (tmp_path / "run" / "vae" / "config.json").is_file()
     model = XAR.from_pretrained(tmp_path / "run")
     assert model.config.class_names[0] == "red circle"
-    longer = XARTrainConfig(steps=3, batch_size=4, checkpoint_every=1, warmup_steps=1)
+    longer = XARTrainConfig(steps=3, batch_size=4, checkpoint_every=1, warmup_steps=1, dataset_size=8)
     assert train_xar(longer, tmp_path / "vae", tmp_path / "run", show_progress=False)["step"] == 3
     assert not torch.equal(XAR.from_pretrained(tmp_path / "run").z_proj.weight, model.z_proj.weight)
-    other = XARTrainConfig(steps=4, batch_size=4, checkpoint_every=1, warmup_steps=1, lr=1e-3)
+    other = XARTrainConfig(steps=4, batch_size=4, checkpoint_every=1, warmup_steps=1, dataset_size=8, lr=1e-3)
     with pytest.raises(ValueError, match="was made with"):
         train_xar(other, tmp_path / "vae", tmp_path / "run", show_progress=False)
