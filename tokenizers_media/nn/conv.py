@@ -56,7 +56,7 @@ class WeightNormConv1d(nn.Module):
         if torch.is_grad_enabled() and (self.weight_g.requires_grad or self.weight_v.requires_grad):
             return self.compute_weight()
         g, v = self.weight_g, self.weight_v
-        key = (g._version, v._version, g.data_ptr(), v.data_ptr())
+        key = (id(g), id(v), g._version, v._version, g.data_ptr(), v.data_ptr())
         if self._folded is None or key != self._folded_key:
             # A normal (not inference-mode) tensor, so the cache also serves later autograd-recording calls.
             with torch.inference_mode(False), torch.no_grad():

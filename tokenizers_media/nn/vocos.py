@@ -139,6 +139,8 @@ class VocosBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor, cond_id: torch.Tensor | None = None) -> torch.Tensor:
         """Features (B, C_in, T), condition id (1,) or (B,) (AdaLN only) -> (B, T, dim)."""
+        if isinstance(self.norm, AdaLayerNorm) and cond_id is None:
+            raise ValueError("this backbone uses AdaLayerNorm: pass cond_id, a (1,) or (B,) int64 tensor")
         x = self.embed(x)
         if self.pos_net is not None:
             x = self.pos_net(x)
