@@ -85,7 +85,8 @@ def karl_command(
 @app.command("binding")
 def binding_command(
     model: str = typer.Option("sd-shapes-tiny", "--model", "-m", help="SD pipeline folder: zoo name or path."),
-    classifier: str = typer.Option("shapes-classifier", help="Judge: zoo name or model directory."),
+    judge: str = typer.Option("detector", help="detector (per-object, training-free) or classifier."),
+    classifier: str = typer.Option("shapes-classifier", help="--judge classifier: zoo name or model directory."),
     prompts: int = typer.Option(24, help="Prompts (alternately two and three objects)."),
     images_per_prompt: int = typer.Option(4, help="Images per prompt and method (same seeds for every method)."),
     steps: int = typer.Option(25, help="DDIM steps."),
@@ -101,7 +102,14 @@ def binding_command(
     import torch
 
     from pipelines.shapes_classifier import ShapesClassifier
-    from pipelines.tome.binding import METHODS, binding_prompts, evaluate_binding, reference_binding
+    from pipelines.tome.binding import (
+        METHODS,
+        binding_prompts,
+        classifier_judge,
+        detector_judge,
+        evaluate_binding,
+        reference_binding,
+    )
     from pipelines.tome.pipeline import ToMeStableDiffusionPipeline
     from pipelines.zoo import resolve_model
 
@@ -110,23 +118,57 @@ def binding_command(
     unknown = sorted(set(chosen) - set(METHODS))
     if unknown or not chosen:
         raise typer.BadParameter(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+    if judge not in ("detector", "classifier"):
+        raise typer.BadParameter(f"unknown judge {judge!r}; choose detector or classifier")
     try:
         ref = resolve_model(model)
         pipe = ToMeStableDiffusionPipeline.from_pretrained(ref.path)
-        judge = ShapesClassifier.from_pretrained(resolve_model(classifier).path)
+        scorer = (detector_judge() if judge == "detector"
+                  else classifier_judge(ShapesClassifier.from_pretrained(resolve_model(classifier).path)))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     pipe.set_progress_bar_config(disable=True)
     tome_kwargs = json.loads((ref.path / "config.json").read_text()).get("tome", {})
-    results = evaluate_binding(pipe, judge, binding_prompts(prompts, seed), images_per_prompt, steps, guidance,
+    results = evaluate_binding(pipe, scorer, binding_prompts(prompts, seed), images_per_prompt, steps, guidance,
                                {m: METHODS[m] for m in chosen}, tome_kwargs, seed, progress=typer.echo)
-    reference = reference_binding(judge, pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    reference = reference_binding(scorer, pipe.unet.config.sample_size * pipe.vae_scale_factor)
     typer.echo("| method | binding accuracy | object recall | images |\n|---|---|---|---|")
     for name, r in {**results, "real shapes-world images": reference}.items():
         typer.echo(f"| {name} | {r.bound:.3f} | {r.object_recall:.3f} | {r.images} |")
     if json_out is not None:
         json_out.write_text(json.dumps({
             "model": ref.name, "prompts": prompts, "images_per_prompt": images_per_prompt, "steps": steps,
-            "guidance_scale": guidance, "seed": seed, "tome": tome_kwargs,
+            "guidance_scale": guidance, "seed": seed, "judge": judge, "tome": tome_kwargs,
             "methods": {name: r.to_dict() for name, r in results.items()},
             "reference_real_images": reference.to_dict()}, indent=2) + "\n")
+
+
+@app.command("xar")
+def xar_command(
+    model: str = typer.Option(..., "--model", "-m", help="xAR zoo name or model directory (with vae/)."),
+    classifier: str = typer.Option("shapes-classifier", help="Shapes classifier zoo name or directory."),
+    images_per_class: int = typer.Option(10, help="Generated images per class (40 classes)."),
+    steps: int = typer.Option(25, help="Flow steps per entity."),
+    guidance_scale: float = typer.Option(2.0, help="Final CFG scale (ramped over entities)."),
+    sampler: str = typer.Option("sde", help="sde (Euler-Maruyama) or ode (Euler)."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+) -> None:
+    """Class accuracy per class, proxy FD and sampling time of generated shapes-world images (markdown)."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from pipelines.shapes_classifier import ShapesClassifier
+    from pipelines.xar.evaluate import evaluate_xar
+    from pipelines.xar.model import XAR
+    from pipelines.xar.pipeline import XARPipeline
+    from pipelines.zoo import resolve_model
+
+    torch.set_num_threads(threads)
+    path = resolve_model(model).path
+    pipe = XARPipeline(XAR.from_pretrained(path), AutoencoderKL.from_pretrained(path / "vae").eval())
+    judge = ShapesClassifier.from_pretrained(resolve_model(classifier).path)
+    try:
+        report = evaluate_xar(pipe, judge, images_per_class, steps, guidance_scale, sampler)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(report.markdown())

@@ -239,10 +239,13 @@ def train_vae_command(
     threads: int = typer.Option(1, help="torch.set_num_threads."),
 ) -> None:
     """Train xAR's latent space: a 16-channel stride-8 AutoencoderKL on class-conditional shapes world."""
+    import logging
+
     import torch
 
     from pipelines.xar.vae import VAETrainConfig, train_vae
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(threads)
     metrics = train_vae(VAETrainConfig(steps=steps, batch_size=batch_size, seed=seed), out)
     typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))

@@ -76,7 +76,7 @@ def train_vae(config: VAETrainConfig, out_dir: Path, show_progress: bool = True)
             optim.step()
             sched.step()
             progress.update(task, advance=1, description=f"vae mse {mse.item():.4f}")
-            if step % 50 == 0:
+            if step % 10 == 0:
                 logger.info("vae step %d mse %.5f (%.0f s)", step, mse.item(), time.perf_counter() - start)
     vae.eval()
     with torch.no_grad():
