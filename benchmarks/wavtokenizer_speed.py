@@ -1,8 +1,9 @@
 """WavTokenizer speed on this CPU: encode + decode of 10 s at 24 kHz (paper-75), as real-time factor and GFLOP/s.
 
 Everything is measured in the same run: the machine's fp32 matmul peak (a large ``torch.mm``), our inference path
-(``encode`` / ``decode``: inference mode, weight norm folded once, cached ISTFT envelope) and a naive reference
-path on the same weights (no inference mode, weight norm recomputed on every call, envelope rebuilt every call),
+(``encode`` / ``decode``: inference mode, weight norm folded once, reflect padding from flipped slices and none
+for 1x1 convs, cached ISTFT envelope) and a naive reference path on the same weights (``no_grad`` only, weight
+norm recomputed on every call, ``F.pad`` reflect padding before every conv, envelope rebuilt every call),
 printed as a ratio after checking that both give identical codes and audio. Then batched encode of 8 clips
 against 8 one-at-a-time calls, per clip. Official implementation measured on a 2-core VM with torch threads = 2
 (shared/specs/audio.md, section 2): encode 0.36 s + decode 0.57 s per 10 s, RTF about 0.10.
@@ -14,14 +15,17 @@ Weights are random (speed does not depend on them). The machine may be shared: t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+import tokenizers_media.nn.conv as conv_module
 from tokenizers_media.audio.wavtokenizer import WavTokenizer
 from tokenizers_media.nn.conv import WeightNormConv1d
 from tokenizers_media.nn.seanet import SLSTM
@@ -61,10 +65,30 @@ def count_gflop(fn: Callable[[], object], model: WavTokenizer, lstm_steps: int =
     return (counter.get_total_flops() + lstm) / 1e9
 
 
+def reference_reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """EnCodec-style padding: ``F.pad(mode="reflect")`` always, a copy even when nothing is padded."""
+    length, needed = x.shape[-1], max(left, right)
+    extra = max(0, needed - length + 1)
+    padded = F.pad(F.pad(x, (0, extra)), (left, right), mode="reflect")
+    return padded[..., : padded.shape[-1] - extra]
+
+
+@contextlib.contextmanager
+def reference_ops() -> Iterator[None]:
+    """Inside: no inference mode (``no_grad`` only) and the plain reflect padding."""
+    fast = conv_module._reflect_pad
+    conv_module._reflect_pad = reference_reflect_pad
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        conv_module._reflect_pad = fast
+
+
 def naive(model: WavTokenizer) -> WavTokenizer:
     """The same module run the plain way: kernels re-derived from weight_g/weight_v, envelopes rebuilt.
 
-    Run it under ``torch.no_grad()`` (not inference mode), as plain inference code would.
+    Run it inside :func:`reference_ops`.
     """
     for module in model.modules():  # instance attributes shadow the caching methods
         if isinstance(module, WeightNormConv1d):
@@ -115,13 +139,14 @@ def main() -> None:
     # 2. The naive path on the same weights, after checking outputs are identical.
     reference = naive(build(args.preset))
 
-    @torch.no_grad()
     def ref_encode(x: torch.Tensor) -> torch.Tensor:
-        return reference.feature_extractor.quantizer.encode(reference.feature_extractor.encoder(x[:, None]))[:, None]
+        with reference_ops():
+            latents = reference.feature_extractor.encoder(x[:, None])
+            return reference.feature_extractor.quantizer.encode(latents)[:, None]
 
-    @torch.no_grad()
     def ref_decode(c: torch.Tensor) -> torch.Tensor:
-        return reference.decode_features(reference.codes_to_features(c))
+        with reference_ops():
+            return reference.decode_features(reference.codes_to_features(c))
 
     same_codes = torch.equal(ref_encode(wav), codes)
     audio_diff = float((ref_decode(codes) - audio).abs().max())

@@ -128,6 +128,8 @@ class SConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C_in, T) -> (B, C_out, ceil(T / stride)); with ``lengths`` (B,), row b is padded at its own end."""
+        if self.effective_kernel == 1 and self.stride == 1:  # 1x1 conv: no padding at all
+            return self.conv(x)
         if lengths is None:
             x = _reflect_pad(x, self.pad_left, self.pad_right + self._extra_padding(x.shape[-1]))
             return self.conv(x)
