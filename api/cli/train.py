@@ -18,12 +18,14 @@ def train_shapes_classifier_command(
     threads: int = typer.Option(1, help="torch.set_num_threads."),
 ) -> None:
     """Train the shapes-world classifier (proxy-FID features and judge) and write its model card."""
+    import logging
     import sys
 
     import torch
 
     from pipelines.training.shapes_classifier import ClassifierTrainConfig, train_shapes_classifier
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(threads)
     config = ClassifierTrainConfig(steps=steps, batch_size=batch_size, seed=seed)
     metrics = train_shapes_classifier(config, out, command="mediaforge " + " ".join(sys.argv[1:]))
