@@ -41,7 +41,7 @@ class XARTrainConfig:
     steps: int = 3000
     batch_size: int = 32
     lr: float = 5e-4
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     ema_decay: float = 0.999
     class_dropout: float = 0.1
     image_size: int = 64
@@ -159,9 +159,10 @@ def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: b
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()
+            decay = min(config.ema_decay, (1 + step) / (10 + step))  # warm-up: short runs forget the init
             with torch.no_grad():
                 for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-                    p_ema.lerp_(p, 1 - config.ema_decay)
+                    p_ema.lerp_(p, 1 - decay)
             step += 1
             loss_value = loss.item()
             progress.update(task, completed=step, description=f"xar loss {loss_value:.4f}")
