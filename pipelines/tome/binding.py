@@ -1,11 +1,11 @@
 """Attribute-binding benchmark on shapes world (``mediaforge eval binding``).
 
 Prompts name two or three objects with distinct colours and shapes ("a red circle and a blue square"). Each
-method generates the same images (same seeds, same initial noise) and the shapes classifier
-(``pipelines/shapes_classifier.py``, multi-label presence of every shape x colour class) judges them: an
-image is *bound* when every prompted (colour, shape) pair is detected (logit > 0). Object recall is the
-fraction of prompted pairs detected. The same judge on real shapes-world eval images with the same kind of
-content gives the ceiling the classifier allows at this resolution.
+method generates the same images (same seeds, same initial noise) and a judge says which prompted
+(colour, shape) pairs each image holds: an image is *bound* when all of them are there; object recall is
+the fraction found. Judges: ``detector`` (``pipelines.tome.shape_detector``: colour segmentation + shape
+templates, per object, training-free) and ``classifier`` (the shapes classifier's multi-label presence
+logits > 0). The same judge on real shapes-world eval images with 2..3 objects gives its ceiling.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -20,6 +21,10 @@ import torch
 from pipelines.data.shapes import COLOUR_NAMES, COLOURS, SHAPES, ShapesWorld, class_id
 from pipelines.shapes_classifier import ShapesClassifier
 from pipelines.tome.pipeline import ToMeStableDiffusionPipeline
+from pipelines.tome.shape_detector import objects_present
+
+Judge = Callable[[torch.Tensor, tuple[tuple[str, str], ...]], torch.Tensor]
+"""(images (B, 3, H, W) in [0, 1], prompted (colour, shape) pairs) -> (B, n_pairs) bool: which are present."""
 
 logger = logging.getLogger(__name__)
 
@@ -68,24 +73,34 @@ def binding_prompts(count: int, seed: int = 0, sizes: tuple[int, ...] = (2, 3)) 
 
 
 @torch.no_grad()
-def detected(classifier: ShapesClassifier, images: torch.Tensor, objects: tuple[tuple[str, str], ...]
-             ) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> (B, n_objects) bool: is each (colour, shape) present?"""
+def _classifier_presence(classifier: ShapesClassifier, images: torch.Tensor,
+                         objects: tuple[tuple[str, str], ...]) -> torch.Tensor:
     logits = classifier(images).class_logits
-    ids = [class_id(shape, colour) for colour, shape in objects]
-    return logits[:, ids] > 0
+    return logits[:, [class_id(shape, colour) for colour, shape in objects]] > 0
 
 
-def reference_binding(classifier: ShapesClassifier, image_size: int, images: int = 256) -> BindingResult:
+def classifier_judge(classifier: ShapesClassifier) -> Judge:
+    return partial(_classifier_presence, classifier)
+
+
+def _detector_presence(images: torch.Tensor, objects: tuple[tuple[str, str], ...]) -> torch.Tensor:
+    return torch.stack([objects_present(image, objects) for image in images])
+
+
+def detector_judge() -> Judge:
+    return _detector_presence
+
+
+def reference_binding(judge: Judge, image_size: int, images: int = 256) -> BindingResult:
     """The judge on real shapes-world eval images with 2..3 objects: the ceiling of the benchmark."""
     batch = ShapesWorld(image_size, min_objects=2, max_objects=3).batch("eval", 0, images)
     hits = []
     for scene, image in zip(batch.scenes, batch.images, strict=True):
-        hits.append(detected(classifier, image[None], tuple((o.colour, o.shape) for o in scene.objects))[0])
+        hits.append(judge(image[None], tuple((o.colour, o.shape) for o in scene.objects))[0])
     return _summarise(hits)
 
 
-def evaluate_binding(pipe: ToMeStableDiffusionPipeline, classifier: ShapesClassifier,
+def evaluate_binding(pipe: ToMeStableDiffusionPipeline, judge: Judge,
                      prompts: list[BindingPrompt], images_per_prompt: int = 4, num_inference_steps: int = 20,
                      guidance_scale: float = 7.5, methods: dict[str, dict] | None = None,
                      tome_kwargs: dict | None = None, seed: int = 0,
@@ -99,7 +114,7 @@ def evaluate_binding(pipe: ToMeStableDiffusionPipeline, classifier: ShapesClassi
             images = pipe(prompt.text, num_images_per_prompt=images_per_prompt,
                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                           generator=torch.Generator().manual_seed(seed + index), output_type="pt", **args).images
-            hits[name] += list(detected(classifier, images.float().clamp(0, 1), prompt.objects))
+            hits[name] += list(judge(images.float().clamp(0, 1).cpu(), prompt.objects))
         if progress:
             progress(f"prompt {index + 1}/{len(prompts)}: " + ", ".join(
                 f"{n} {_summarise(h).bound:.3f}" for n, h in hits.items()))
