@@ -74,6 +74,7 @@ def wavtokenizer_command(
     lr: float = typer.Option(2e-4, help="peak AdamW learning rate (generator and discriminators)"),
     mel_only_steps: int = typer.Option(0, help="first steps on mel + commitment only, before the GAN starts"),
     quantizer_warmup_steps: int = typer.Option(0, help="first steps without the quantizer; k-means init after"),
+    encoder_init: str = typer.Option("default", help="encoder kernels: default (official) or kaiming (CPU runs)"),
     mpd_width: int = typer.Option(32, help="multi-period discriminator width (official 32)"),
     mrd_width: int = typer.Option(64, help="multi-resolution discriminator width (official 64)"),
     train_utterances: int = typer.Option(400, help="espeak-ng utterances in the training corpus"),
@@ -95,7 +96,8 @@ def wavtokenizer_command(
         torch.set_num_threads(threads)
     config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds, lr=lr,
                          disc_lr=lr, mel_only_steps=mel_only_steps,
-                         quantizer_warmup_steps=quantizer_warmup_steps, mpd_width=mpd_width, mrd_width=mrd_width,
+                         quantizer_warmup_steps=quantizer_warmup_steps, encoder_init=encoder_init,
+                         mpd_width=mpd_width, mrd_width=mrd_width,
                          train_utterances=train_utterances, checkpoint_every=checkpoint_every,
                          snapshot_every=snapshot_every)
     out = train_wavtokenizer(config, output_dir, resume=resume, progress=progress)
