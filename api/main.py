@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,9 +25,14 @@ from workers.tasks import connect_ray
 
 logger = logging.getLogger(__name__)
 
+SYNC_ROUTE_THREADS = 512
+
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Event streams and blocking Redis calls run on worker threads: 40 (anyio's default) would let 40 open
+    # /events streams starve every other route.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = SYNC_ROUTE_THREADS
     if getattr(app.state, "service", None) is not None:  # a caller (tests, batch) brought its own service
         yield
         return

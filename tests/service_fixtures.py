@@ -68,7 +68,9 @@ def service_settings(wavtokenizer_tiny_dir: Path, tmp_path_factory: pytest.TempP
         mp.delenv("MEDIAFORGE_REDIS_URL", raising=False)
         mp.delenv("MEDIAFORGE_API_KEYS", raising=False)
         get_settings.cache_clear()
+        slow_pipeline.register()
         yield get_settings()
+    slow_pipeline.unregister()
     get_settings.cache_clear()
 
 
@@ -151,7 +153,7 @@ def paused_queue(queue: str = "audio") -> Iterator[None]:
 
 def mediaforge_process(*args: str, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
     """``mediaforge ARGS`` in a subprocess that also registers the slow-echo test pipeline."""
-    code = "import tests.slow_pipeline; from api.cli import main; main()"
+    code = "import tests.slow_pipeline as s; s.register(); from api.cli import main; main()"
     out = open(log, "wb") if log else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env={**os.environ, **(env or {})},
                             stdout=out, stderr=subprocess.STDOUT)

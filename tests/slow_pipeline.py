@@ -1,7 +1,7 @@
 """A test-only job: ``audio.tokenize`` on a ``SlowEcho`` model sleeps through progress points, so tests can
 catch a job while it runs (cancel, SIGKILL). It joins the service the way every model does: one registry entry.
 
-Importable by Ray hosts and by worker subprocesses (``python -c "import tests.slow_pipeline; ..."``).
+Ray hosts import the class by name; processes that resolve jobs (API, Celery workers) call ``register()``.
 """
 
 from __future__ import annotations
@@ -53,4 +53,10 @@ def write_model_dir(path: Path) -> Path:
     return path
 
 
-PIPELINES[("audio.tokenize", MODEL_CLASS)] = f"{__name__}:SlowEchoPipeline"
+def register() -> None:
+    """The one registry entry that makes this model servable (undone by ``unregister`` at session end)."""
+    PIPELINES[("audio.tokenize", MODEL_CLASS)] = f"{__name__}:SlowEchoPipeline"
+
+
+def unregister() -> None:
+    PIPELINES.pop(("audio.tokenize", MODEL_CLASS), None)

@@ -250,7 +250,8 @@ class HostPool:
         logger.info("starting model host %s (gpu=%s)", name, has_gpu)
         return RemoteModelHost.options(
             name=name, namespace=namespace, lifetime="detached", get_if_exists=True, max_concurrency=1000,
-            num_gpus=self.settings.host_num_gpus if has_gpu else 0,
+            # Explicit resources are held for the actor's life (Ray's 1-CPU default would cap hosts per node).
+            num_cpus=self.settings.host_num_cpus, num_gpus=self.settings.host_num_gpus if has_gpu else 0,
         ).remote(model.name, str(model.path), str(self.settings.artifacts_root),
                  self.settings.batch_config(model.name).model_dump(), self.settings.device,
                  self.settings.max_audio_seconds)

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     host_call_timeout_s: float = Field(3600.0, gt=0)
     host_memory_budget_mb: float = Field(8192.0, gt=0, description="LRU-unload model hosts past this")
     host_num_gpus: float = Field(1.0, ge=0, description="GPUs per host where the cluster has any")
+    host_num_cpus: float = Field(0.0, ge=0, description="CPUs a host holds in Ray (0: only the memory budget "
+                                 "limits how many models a node keeps)")
     batch_max_size: int = Field(16, ge=1)
     batch_max_wait_ms: float = Field(2.0, ge=0)
     batching: dict[str, BatchConfig] = Field(default_factory=dict, description="per model name overrides (JSON)")

@@ -1,0 +1,79 @@
+"""Ray model hosts: dynamic batching (and its answers match unbatched ones), LRU unload past the memory budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from safetensors.numpy import load
+
+from pipelines.audio_tokenize import AudioTokenizePipeline
+from pipelines.zoo import ModelRef
+from tests.service_fixtures import wav_bytes
+from tests.slow_pipeline import SlowEchoPipeline
+from workers.hosts import HostPool, estimate_host_bytes, list_hosts, pipeline_target
+from workers.settings import BatchConfig
+
+
+def test_concurrent_calls_are_batched_and_match_single_calls(service: Any, wavtokenizer_tiny_dir: Path) -> None:
+    settings = service.settings.model_copy(update={
+        "ray_namespace": "test-batching",
+        "batching": {"batched-tiny": BatchConfig(max_batch=8, max_wait_ms=200)}})
+    pool = HostPool(settings)
+    host = pool.get(ModelRef("batched-tiny", wavtokenizer_tiny_dir, "WavTokenizer"))
+    # Unequal lengths: each job's answer must have its own clip's frame count (no mix-ups inside a batch).
+    clips = [service.artifacts.put(wav_bytes(0.3 + 0.1 * i, freq=150.0 + 40 * i), f"c{i}.wav") for i in range(6)]
+    target = pipeline_target(AudioTokenizePipeline)
+
+    def call(i: int) -> Any:
+        inputs = {"audio": (str(service.artifacts.path(clips[i].id)), f"c{i}.wav")}
+        return host.run.remote(f"job-{i}", target, inputs, {})
+
+    alone = [ray.get(call(i), timeout=300) for i in range(6)]  # one at a time: batches of one
+    together = ray.get([call(i) for i in range(6)], timeout=300)
+    assert [a["batch_size"] for a in alone] == [1] * 6
+    assert max(a["batch_size"] for a in together) > 1
+    for a, b in zip(alone, together, strict=True):
+        assert a["status"] == b["status"] == "succeeded"
+        codes_alone = load(service.artifacts.read(a["outputs"]["tokens"]))["codes"]
+        codes_batched = load(service.artifacts.read(b["outputs"]["tokens"]))["codes"]
+        assert codes_alone.shape == codes_batched.shape
+        # The model itself does not give bit-equal codes in a batch: with these random weights, latents sit near
+        # codebook ties and the pipeline called in-process agrees on 82-94% of codes between batch and alone.
+        assert (codes_alone == codes_batched).mean() > 0.5
+
+    bad = service.artifacts.put(b"RIFF\x00\x00\x00\x00WAVEnot really", "bad.wav")
+    mixed = ray.get([call(0), host.run.remote("job-bad", target, {"audio": (str(service.artifacts.path(bad.id)),
+                                                                           "bad.wav")}, {})], timeout=300)
+    assert mixed[0]["status"] == "succeeded"
+    assert mixed[1]["status"] == "failed" and "bad.wav" in mixed[1]["error"]["message"]
+
+
+def test_least_recently_used_idle_host_is_unloaded_past_the_budget(service: Any, tmp_path: Path) -> None:
+    from tests.slow_pipeline import write_model_dir
+
+    refs = [ModelRef(f"lru-{i}", write_model_dir(tmp_path / f"lru-{i}"), "SlowEcho") for i in range(3)]
+    per_host = estimate_host_bytes(refs[0].path)
+    settings = service.settings.model_copy(update={"ray_namespace": "test-lru",
+                                                   "host_memory_budget_mb": 2.5 * per_host / 2**20})
+    pool = HostPool(settings)
+    clip = service.artifacts.put(wav_bytes(0.1), "c.wav")
+    inputs = {"audio": (str(service.artifacts.path(clip.id)), "c.wav")}
+    target = pipeline_target(SlowEchoPipeline)
+    for ref in refs[:2]:
+        assert ray.get(pool.get(ref).run.remote("j", target, inputs, {"seconds": 0}), timeout=300)["status"] == \
+            "succeeded"
+        time.sleep(0.05)
+    assert sorted(h["name"] for h in list_hosts("test-lru")) == ["host:lru-0", "host:lru-1"]
+    pool.get(refs[2])  # a third host does not fit: lru-0, used longest ago, goes
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        names = sorted(h["name"] for h in list_hosts("test-lru"))
+        if names == ["host:lru-1", "host:lru-2"]:
+            break
+        time.sleep(0.2)
+    assert names == ["host:lru-1", "host:lru-2"]
+    for name in names:
+        ray.kill(ray.get_actor(name, namespace="test-lru"))
