@@ -22,14 +22,20 @@ from torch.utils.flop_counter import FlopCounterMode
 from pipelines.data.shapes import ShapesWorld
 from tokenizers_media.image.karl import KARL
 from tokenizers_media.image.textok import TexTok
+from tokenizers_media.text.encoders import TextEmbedding
+
+CAPTION_TOKENS = 30
+"""MiniLM word pieces of a typical shapes-world caption (2 objects), used for FLOP counts."""
 
 
 @dataclass
 class Case:
-    """A model at one size: ``make(batch)`` returns a zero-argument encode+decode call for that batch."""
+    """A model at one size: ``make(batch)`` returns a zero-argument encode+decode call for that batch;
+    ``flops_per_image()`` counts one image's encode+decode FLOPs (on the meta device where possible)."""
 
     name: str
     make: Callable[[int], Callable[[], object]]
+    flops_per_image: Callable[[], float]
 
 
 def matmul_peak(threads: int, size: int = 1024, seconds: float = 1.0) -> float:
@@ -58,7 +64,16 @@ def textok_case(preset: str) -> Case:
 
         return run
 
-    return Case(f"textok-{preset}", make)
+    def flops_per_image() -> float:
+        # Count on the meta device: no memory, no compute, so the paper-size config costs nothing here.
+        with torch.device("meta"):
+            meta = TexTok.from_preset(preset).eval()
+            image = torch.empty(1, 3, size, size)
+            text = TextEmbedding(torch.empty(1, CAPTION_TOKENS, meta.config.text_dim),
+                                 torch.ones(1, CAPTION_TOKENS, dtype=torch.bool))
+        return count_flops(lambda: meta.decode(meta.encode(image, text).latents, text))
+
+    return Case(f"textok-{preset}", make, flops_per_image)
 
 
 def karl_case(preset: str) -> Case:
@@ -96,9 +111,9 @@ def measure(run: Callable[[], object], min_seconds: float = 2.0, max_runs: int =
     return (time.perf_counter() - start) / runs
 
 
-def flops(run: Callable[[], object]) -> float:
+def count_flops(run: Callable[[], object]) -> float:
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, torch.no_grad():
         run()
     return float(counter.get_total_flops())
 
@@ -124,7 +139,7 @@ def main() -> None:
     print(f"{'case':>16} {'batch':>5} {'images/s':>9} {'GFLOP/img':>10} {'GFLOP/s':>8} {'of peak':>8}")
     for name in args.cases.split(","):
         case = CASES[name]()
-        per_image = flops(case.make(1)) / 1e9  # compute is linear in the batch
+        per_image = case.flops_per_image() / 1e9  # compute is linear in the batch
         for batch in (int(b) for b in args.batches.split(",")):
             run = case.make(batch)
             seconds = measure(run, max_runs=1 if per_image > 50 else 20)
