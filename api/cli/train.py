@@ -75,6 +75,7 @@ def wavtokenizer_command(
     mel_only_steps: int = typer.Option(0, help="first steps on mel + commitment only, before the GAN starts"),
     quantizer_warmup_steps: int = typer.Option(0, help="first steps without the quantizer; k-means init after"),
     encoder_init: str = typer.Option("default", help="encoder kernels: default (official) or kaiming (CPU runs)"),
+    commit_coeff: float = typer.Option(1000.0, help="commitment weight (official 1000, tuned to its latent scale)"),
     mpd_width: int = typer.Option(32, help="multi-period discriminator width (official 32)"),
     mrd_width: int = typer.Option(64, help="multi-resolution discriminator width (official 64)"),
     train_utterances: int = typer.Option(400, help="espeak-ng utterances in the training corpus"),
@@ -97,6 +98,7 @@ def wavtokenizer_command(
     config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds, lr=lr,
                          disc_lr=lr, mel_only_steps=mel_only_steps,
                          quantizer_warmup_steps=quantizer_warmup_steps, encoder_init=encoder_init,
+                         commit_coeff=commit_coeff,
                          mpd_width=mpd_width, mrd_width=mrd_width,
                          train_utterances=train_utterances, checkpoint_every=checkpoint_every,
                          snapshot_every=snapshot_every)
