@@ -140,10 +140,9 @@ def compare_with_baselines(model_dir: str | Path, clips: int = 20, seed: int = 0
 
 if __name__ == "__main__":
     import typer
-    from rich.console import Console
 
     def main(model_dir: Path, clips: int = typer.Option(20, help="held-out utterances to score")) -> None:
         """Print the quality table of MODEL_DIR on held-out espeak speech."""
-        Console().print(format_table(compare_with_baselines(model_dir, clips)), markup=False)
+        typer.echo(format_table(compare_with_baselines(model_dir, clips)))
 
     typer.run(main)
