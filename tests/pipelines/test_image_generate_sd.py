@@ -50,3 +50,19 @@ def test_params_are_checked():
     with pytest.raises(ValueError):
         cls.params_model(prompt="a cat", steps=2)
     assert cls.params_model(prompt="a cat", token_merge=[[[3], [2]]]).token_merge == [([3], [2])]
+
+
+def test_shipped_sd_shapes_tiny_serves_image_generate():
+    from pipelines.zoo import resolve_model
+
+    ref = resolve_model("sd-shapes-tiny")
+    assert ref.model_class == "StableDiffusionPipeline"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cls = get_pipeline_class("image.generate", ref.model_class)
+        params = cls.params_model(prompt="a red circle and a blue square", num_inference_steps=2)
+        (result,) = cls.load(ref.path).run([Request({}, params)])
+    finally:
+        torch.set_num_threads(before)
+    assert result["image"].pixels.shape == (3, 32, 32)
