@@ -160,6 +160,7 @@ def train_sd_command(
     batch_size: int = typer.Option(16, help="Images per step."),
     seed: int = typer.Option(0, help="Torch / caption seed."),
     threads: int = typer.Option(1, help="torch.set_num_threads."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the UNet phase of the run saved in OUT."),
 ) -> None:
     """Train a tiny latent diffusion text-to-image model on shapes world (VAE, CLIP text encoder, UNet)."""
     import logging
@@ -173,7 +174,7 @@ def train_sd_command(
     try:
         config = SDTrainConfig(preset=preset, vae_steps=vae_steps, unet_steps=unet_steps, max_minutes=max_minutes,
                                batch_size=batch_size, seed=seed)
-        result = train_sd(config, out)
+        result = train_sd(config, out, resume=resume)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(" ".join(f"{k}={v:.4g}" for k, v in result.items()))

@@ -189,8 +189,12 @@ def save_pipeline(out_dir: Path, vae: AutoencoderKL, text_encoder: CLIPTextModel
     (out_dir / "config.json").write_text(json.dumps({"model_class": MODEL_CLASS, **info}, indent=2) + "\n")
 
 
-def train_sd(config: SDTrainConfig, out_dir: Path) -> dict:
-    """Train the VAE, then the UNet + text encoder; saves ``out_dir`` every ``save_every`` steps and at the end."""
+def train_sd(config: SDTrainConfig, out_dir: Path, resume: bool = False) -> dict:
+    """Train the VAE, then the UNet + text encoder; saves ``out_dir`` every ``save_every`` steps and at the end.
+
+    ``resume``: continue the UNet + text encoder phase from the pipeline saved in ``out_dir`` (its EMA weights;
+    the VAE is kept as saved, the optimizer restarts), counting steps on from the saved ``unet_steps_done``.
+    """
     if config.preset not in PRESETS:
         raise ValueError(f"unknown preset {config.preset!r}; available: {sorted(PRESETS)}")
     p = PRESETS[config.preset]
@@ -198,13 +202,16 @@ def train_sd(config: SDTrainConfig, out_dir: Path) -> dict:
     rng = np.random.default_rng(config.seed)
     out_dir = Path(out_dir)
     world = ShapesWorld(p.image_size, min_objects=1, max_objects=p.max_objects)
-    vae, text_encoder, unet = build_vae(p), build_text_encoder(p), build_unet(p)
     tokenizer = offline_clip_tokenizer(p.text_max_length)
     start = time.perf_counter()
-    train_vae(vae, world, config)
-    vae.register_to_config(scaling_factor=latent_scaling_factor(vae, world))
-    vae_wall = time.perf_counter() - start
-    logger.info("vae done in %.0f s, scaling factor %.4f", vae_wall, vae.config.scaling_factor)
+    if resume:
+        vae, text_encoder, unet, done, vae_wall, earlier_wall = _load_run(out_dir)
+    else:
+        vae, text_encoder, unet, done, earlier_wall = build_vae(p), build_text_encoder(p), build_unet(p), 0, 0
+        train_vae(vae, world, config)
+        vae.register_to_config(scaling_factor=latent_scaling_factor(vae, world))
+        vae_wall = time.perf_counter() - start
+        logger.info("vae done in %.0f s, scaling factor %.4f", vae_wall, vae.config.scaling_factor)
 
     noise_schedule = DDPMScheduler()
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -214,9 +221,9 @@ def train_sd(config: SDTrainConfig, out_dir: Path) -> dict:
     unet.train()
     text_encoder.train()
     step, losses = 0, []
-    batches = world.iterate("train", config.batch_size, start=config.vae_steps)
+    batches = world.iterate("train", config.batch_size, start=config.vae_steps + done)
     phase_start = time.perf_counter()
-    for step, batch in zip(range(1, config.unet_steps + 1), batches, strict=False):
+    for step, batch in zip(range(done + 1, config.unet_steps + 1), batches, strict=False):
         with torch.no_grad():
             latents = vae.encode(batch.images * 2 - 1).latent_dist.sample() * vae.config.scaling_factor
         ids = tokenizer(training_captions(batch.scenes, rng, config), padding="max_length",
@@ -239,7 +246,7 @@ def train_sd(config: SDTrainConfig, out_dir: Path) -> dict:
         out_of_time = time.perf_counter() - phase_start > config.max_minutes * 60
         if step % config.save_every == 0 or out_of_time or step == config.unet_steps:
             info = {"train": asdict(config), "preset": asdict(p), "unet_steps_done": step,
-                    "vae_wall_s": round(vae_wall), "wall_s": round(time.perf_counter() - start),
+                    "vae_wall_s": round(vae_wall), "wall_s": round(earlier_wall + time.perf_counter() - start),
                     "final_loss": float(np.mean(losses[-200:]))}
             _save_ema(out_dir, vae, text_encoder, unet, ema_text, ema_unet, info)
             logger.info("saved %s at step %d", out_dir, step)
@@ -247,6 +254,15 @@ def train_sd(config: SDTrainConfig, out_dir: Path) -> dict:
             break
     return {"unet_steps": step, "final_loss": float(np.mean(losses[-200:])),
             "wall_s": time.perf_counter() - start}
+
+
+def _load_run(out_dir: Path) -> tuple[AutoencoderKL, CLIPTextModel, UNet2DConditionModel, int, float, float]:
+    """The components and progress (steps done, VAE and total wall seconds) of a saved ``train sd`` run."""
+    info = json.loads((out_dir / "config.json").read_text())
+    vae = AutoencoderKL.from_pretrained(out_dir / "vae").requires_grad_(False)
+    text_encoder = CLIPTextModel.from_pretrained(out_dir / "text_encoder")
+    unet = UNet2DConditionModel.from_pretrained(out_dir / "unet")
+    return vae.eval(), text_encoder, unet, int(info["unet_steps_done"]), info["vae_wall_s"], info["wall_s"]
 
 
 def _save_ema(out_dir: Path, vae: AutoencoderKL, text_encoder: CLIPTextModel, unet: UNet2DConditionModel,
