@@ -87,7 +87,7 @@ def _decode(raw: dict[str, str]) -> JobRecord:
 
 # KEYS: job hash, entered-state counters, queued-per-family counters, events channel.
 # ARGV: new state, ttl (0 = keep), then n and the n allowed current states, then field/value pairs.
-# Returns {status, previous state}: status 1 moved, 0 refused (state not allowed), -1 no such job.
+# Returns {status, previous state[, kind, created_at, started_at]}: status 1 moved, 0 refused, -1 no such job.
 _TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1, ''} end
@@ -98,6 +98,7 @@ if not ok then return {0, cur} end
 local new = ARGV[1]
 for i = 4 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'state', new)
+if new == 'running' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 local kind = redis.call('HGET', KEYS[1], 'kind')
 if cur ~= new then redis.call('HINCRBY', KEYS[2], kind .. '|' .. new, 1) end
 if cur == 'queued' and new ~= 'queued' then
@@ -106,7 +107,8 @@ end
 if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 local snap = redis.call('HMGET', KEYS[1], 'state', 'progress', 'message')
 redis.call('PUBLISH', KEYS[4], cjson.encode({state = snap[1], progress = tonumber(snap[2]), message = snap[3]}))
-return {1, cur}
+local times = redis.call('HMGET', KEYS[1], 'created_at', 'started_at')
+return {1, cur, kind, times[1], times[2] or ''}
 """
 
 # KEYS: job hash, events channel. ARGV: progress, message. Only a running job reports progress.
@@ -141,6 +143,9 @@ class Transition:
     moved: bool
     previous: str | None
     """None when the job does not exist (never created, or expired)."""
+    kind: str = ""
+    created_at: float | None = None
+    started_at: float | None = None
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -236,19 +241,18 @@ class JobStore:
             args += [key, json.dumps(value) if key in _JSON_FIELDS else value]
         keys = [self.job_key(job_id), self._k("stats", "entered"), self._k("stats", "queued"),
                 self.events_channel(job_id)]
-        status, previous = self._transition(keys=keys, args=args)
-        return Transition(moved=status == 1, previous=previous or None)
+        status, previous, *rest = self._transition(keys=keys, args=args)
+        if status != 1:
+            return Transition(moved=False, previous=previous or None)
+        kind, created, started = rest
+        return Transition(True, previous or None, kind, float(created), float(started) if started else None)
 
     def start(self, job_id: str) -> Transition:
         """queued -> running, or running -> running for a re-delivered job (attempts counts both)."""
         now = time.time()
         result = self.transition(job_id, "running", ("queued", "running"), started_at=now)
-        if result.moved:
-            self.redis.hincrby(self.job_key(job_id), "attempts", 1)
-            if result.previous == "queued":
-                job = self.get(job_id)
-                if job is not None:
-                    self.observe("queue_wait_seconds", job.kind, now - job.created_at)
+        if result.moved and result.previous == "queued":
+            self.observe("queue_wait_seconds", result.kind, now - result.created_at)
         return result
 
     def finish(self, job_id: str, state: State, *, outputs: dict[str, str] | None = None,
@@ -260,10 +264,8 @@ class JobStore:
         if error is not None:
             fields["error"] = error.model_dump()
         result = self.transition(job_id, state, ("running",), **fields)
-        if result.moved:
-            job = self.get(job_id)
-            if job is not None and job.started_at is not None:
-                self.observe("run_seconds", job.kind, now - job.started_at)
+        if result.moved and result.started_at is not None:
+            self.observe("run_seconds", result.kind, now - result.started_at)
         return result
 
     def fail_queued(self, job_id: str, error: JobError) -> Transition:
