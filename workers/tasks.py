@@ -22,7 +22,7 @@ from pipelines.base import InputError
 from pipelines.zoo import ModelRef
 from workers.artifacts import ArtifactNotFound, ArtifactStore
 from workers.celery_app import app
-from workers.hosts import HostPool, pipeline_target
+from workers.hosts import HostPool, init_ray, pipeline_target
 from workers.jobspec import JobSpec, resolve_job
 from workers.settings import Settings, get_settings
 from workers.store import JobError, JobRecord, JobStore
@@ -68,7 +68,7 @@ def reset_worker_context() -> None:
 def connect_ray(settings: Settings) -> None:
     """Join the cluster at ``RAY_ADDRESS`` (or start a local Ray) in this process, after any fork."""
     if not ray.is_initialized():
-        ray.init(address=settings.ray_address, namespace=settings.ray_namespace, include_dashboard=False,
+        init_ray(address=settings.ray_address, namespace=settings.ray_namespace, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
 
 
