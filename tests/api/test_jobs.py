@@ -112,7 +112,7 @@ def test_cancel_running_job_stops_at_next_progress_point(http: httpx.Client) -> 
 def test_events_stream_progress_then_final_state(http: httpx.Client) -> None:
     audio_id = upload(http, wav_bytes(0.2))
     job = submit(http, {"kind": "audio.tokenize", "model": "slow-echo", "inputs": {"audio": audio_id},
-                        "params": {"seconds": 1.0, "steps": 5}})
+                        "params": {"seconds": 2.0, "steps": 5}})
     events = []
     with http.stream("GET", f"/v1/jobs/{job['id']}/events") as response:
         assert response.headers["content-type"].startswith("text/event-stream")
