@@ -13,6 +13,7 @@ Heads (all from the same pooled feature):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -107,14 +108,15 @@ def presence_targets(batch: ShapesBatch, num_classes: int = NUM_CLASSES) -> torc
 
 @torch.no_grad()
 def accuracy(model: ShapesClassifier, batch: ShapesBatch) -> dict[str, float]:
-    """``set``: the predicted class set (logit > 0) equals the true one; ``top1_single``: argmax class on
-    single-object images; ``count``: exact object count."""
+    """``set``: the predicted class set equals the true one; ``top1_single``: argmax class on single-object
+    images; ``count``: exact object count. A class counts as present when its logit exceeds
+    log(POSITIVE_WEIGHT): training up-weighted positives by that factor, which shifts the logits by it."""
     pred = model(batch.images)
     targets = presence_targets(batch, model.config.num_classes).bool()
     single = batch.counts == 1
     top1 = pred.class_logits.argmax(1) == batch.class_ids
     return {
-        "set": ((pred.class_logits > 0) == targets).all(1).float().mean().item(),
+        "set": ((pred.class_logits > math.log(POSITIVE_WEIGHT)) == targets).all(1).float().mean().item(),
         "top1_single": top1[single].float().mean().item() if single.any() else float("nan"),
         "count": (pred.count_logits.argmax(1) == batch.counts).float().mean().item(),
     }

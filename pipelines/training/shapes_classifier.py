@@ -90,7 +90,7 @@ distance used by this repo (proxy FID, pscore); those numbers are not comparable
 |---|---|
 {rows}
 
-`set_accuracy_1to4`: the predicted set of classes (logit > 0) equals the true set exactly, on 1..4-object
-scenes. `count_accuracy_1to4`: exact object count. `class_top1_single`: argmax class on single-object
-class-conditional images (all {NUM_CLASSES} classes equally often).
+`set_accuracy_1to4`: the predicted set of classes (logit > log 8, see `accuracy`) equals the true set
+exactly, on 1..4-object scenes. `count_accuracy_1to4`: exact object count. `class_top1_single`: argmax
+class on single-object class-conditional images (all {NUM_CLASSES} classes equally often).
 """
