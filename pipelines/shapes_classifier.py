@@ -83,10 +83,11 @@ class ShapesClassifier(PretrainedModel):
         presence = F.binary_cross_entropy_with_logits(pred.class_logits, targets,
                                                       pos_weight=torch.tensor(POSITIVE_WEIGHT))
         single = batch.counts == 1
-        top1 = F.cross_entropy(pred.class_logits[single], batch.class_ids[single]) if single.any() else 0.0
+        top1 = (F.cross_entropy(pred.class_logits[single], batch.class_ids[single]) if single.any()
+                else pred.class_logits.new_zeros(()))
         count_loss = F.cross_entropy(pred.count_logits, batch.counts.clamp(max=self.config.max_count))
         total = presence + top1 + count_loss
-        return total, {"presence": presence.item(), "single": float(top1), "count": count_loss.item()}
+        return total, {"presence": presence.item(), "single": top1.item(), "count": count_loss.item()}
 
     def _resize(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
