@@ -25,7 +25,7 @@ _ID = re.compile(r"[0-9a-f]{64}")
 MEDIA_KINDS = {
     "audio/wav": "audio", "audio/flac": "audio", "audio/ogg": "audio",
     "application/x-safetensors": "tokens",
-    "image/png": "image", "image/jpeg": "image",
+    "image/png": "image", "image/jpeg": "image", "image/webp": "image",
     "text/plain": "text",
 }
 
@@ -52,6 +52,8 @@ def sniff_media_type(data: bytes) -> str:
     """The content type from the file's own magic bytes (never from the name a client sent)."""
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return "audio/wav"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
     if data[:4] == b"fLaC":
         return "audio/flac"
     if data[:4] == b"OggS":

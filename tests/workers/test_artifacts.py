@@ -45,7 +45,8 @@ def test_stream_over_the_limit_keeps_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("data", "kind"), [
     (wav_bytes(0.01), "audio/wav"), (b"fLaC\x00\x00", "audio/flac"), (b"\x89PNG\r\n\x1a\n....", "image/png"),
-    (b"\xff\xd8\xff\xe0", "image/jpeg"), (b"plain words", "text/plain"), (b"\x00\x01\x02", "application/octet-stream"),
+    (b"\xff\xd8\xff\xe0", "image/jpeg"), (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+    (b"plain words", "text/plain"), (b"\x00\x01\x02", "application/octet-stream"),
     (len(b'{"a":1}').to_bytes(8, "little") + b'{"a":1}', "application/x-safetensors"),
 ])
 def test_media_type_is_sniffed_from_content(data: bytes, kind: str) -> None:
