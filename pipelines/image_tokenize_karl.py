@@ -8,30 +8,18 @@ target error and budget as metadata.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from pipelines.base import InputError, Params, ProgressCallback, Request, Result
+from pipelines.image_resize import check_rgb_image, to_model_size
 from pipelines.karl_loading import KARLPipeline
-from pipelines.media import Image, Tokens
+from pipelines.media import Tokens
 
 
 class KARLTokenizeParams(Params):
     target_error: float = Field(0.05, gt=0.0, le=1.0, description="desired per-image L1 in [0, 1] pixels")
     max_tokens: int | None = Field(None, ge=1, description="token budget (default: the model's)")
 
-
-def to_model_size(pixels: torch.Tensor, size: int) -> torch.Tensor:
-    """(3, H, W) -> (3, size, size): centre crop to a square, then an antialiased bilinear resize."""
-    _, h, w = pixels.shape
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = pixels[:, top : top + side, left : left + side]
-    if side == size:
-        return square.float()
-    resized = F.interpolate(square[None].float(), size=(size, size), mode="bilinear", antialias=True,
-                            align_corners=False)
-    return resized[0].clamp(0.0, 1.0)
 
 
 class KARLImageTokenizePipeline(KARLPipeline):
@@ -41,11 +29,7 @@ class KARLImageTokenizePipeline(KARLPipeline):
 
     def check_request(self, request: Request) -> None:
         super().check_request(request)
-        image = request.inputs["image"]
-        if not isinstance(image, Image) or image.pixels.ndim != 3 or image.pixels.shape[0] != 3:
-            raise InputError("image.tokenize needs an RGB image (3, H, W)")
-        if min(image.pixels.shape[1:]) < 1:
-            raise InputError(f"image.tokenize got an empty image {tuple(image.pixels.shape)}")
+        check_rgb_image(request.inputs["image"], self.kind)
         budget = request.params.max_tokens
         if budget is not None and budget > self.model.config.latent_pool:
             raise InputError(f"max_tokens {budget} is larger than this model's {self.model.config.latent_pool}")

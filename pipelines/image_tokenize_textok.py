@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from pipelines.base import InputError, Params, ProgressCallback, Request, Result
-from pipelines.image_resize import to_model_size
-from pipelines.media import Image, Tokens
+from pipelines.base import Params, ProgressCallback, Request, Result
+from pipelines.image_resize import check_rgb_image, to_model_size
+from pipelines.media import Tokens
 from pipelines.textok_loading import MAX_CAPTION_CHARS, TexTokPipeline
 
 
@@ -28,11 +28,7 @@ class TexTokImageTokenizePipeline(TexTokPipeline):
 
     def check_request(self, request: Request) -> None:
         super().check_request(request)
-        image = request.inputs["image"]
-        if not isinstance(image, Image) or image.pixels.ndim != 3 or image.pixels.shape[0] != 3:
-            raise InputError("image.tokenize needs an RGB image (3, H, W)")
-        if min(image.pixels.shape[1:]) < 1:
-            raise InputError(f"image.tokenize got an empty image {tuple(image.pixels.shape)}")
+        check_rgb_image(request.inputs["image"], self.kind)
 
     @torch.inference_mode()
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
