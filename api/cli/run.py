@@ -47,9 +47,10 @@ def assign_inputs(input_names: list[str], given: list[str]) -> dict[str, str]:
 
 def run_command(
     kind: Annotated[str, typer.Argument(help="job kind, e.g. audio.tokenize")],
-    inputs: Annotated[list[str], typer.Argument(help="input files, in the kind's input order (or name=path)")],
     model: Annotated[str, typer.Option("--model", "-m", help="zoo name or model directory")],
     outdir: Annotated[Path, typer.Option("--output", "-o", help="directory for the outputs")],
+    inputs: Annotated[list[str] | None, typer.Argument(help="input files in the kind's order (or name=path); "
+                                                             "none for generation kinds")] = None,
     params: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (JSON values)")] = None,
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
     max_audio_seconds: Annotated[float, typer.Option(help="refuse longer audio inputs")] = 600.0,
@@ -58,7 +59,7 @@ def run_command(
     try:
         ref = resolve_model(model)
         pipeline_class = get_pipeline_class(kind, ref.model_class)
-        spec = JobSpec(kind=kind, model=model, inputs=assign_inputs(list(pipeline_class.inputs), inputs),
+        spec = JobSpec(kind=kind, model=model, inputs=assign_inputs(list(pipeline_class.inputs), inputs or []),
                        params=dict(parse_param(p) for p in params or []))
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as bar:

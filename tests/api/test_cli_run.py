@@ -74,3 +74,10 @@ def test_param_and_input_parsing():
         "tokens": "t.safetensors", "image": "x.png"}
     with pytest.raises(InputError, match="expected 1 input"):
         assign_inputs(["audio"], ["a.wav", "b.wav"])
+
+
+def test_generation_kinds_take_no_input_files(tmp_path):
+    result = runner.invoke(app, ["run", "image.generate", "--model", "xar-tiny", "-p", "class=0", "-p", "num_images=1",
+                                 "-p", "num_inference_steps=2", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert [p.suffix for p in tmp_path.iterdir()] == [".png"]
