@@ -9,6 +9,17 @@ import typer
 app = typer.Typer(help="Train a model from this repo's own data.", no_args_is_help=True)
 
 
+def start_run(threads: int) -> None:
+    """Log lines with timestamps and a fixed torch thread count (0: torch's default) for a training run."""
+    import logging
+
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+
+
 @app.command("shapes-classifier")
 def train_shapes_classifier_command(
     out: Path = typer.Option(..., "-o", "--out", help="Model directory to write."),
@@ -18,15 +29,11 @@ def train_shapes_classifier_command(
     threads: int = typer.Option(1, help="torch.set_num_threads."),
 ) -> None:
     """Train the shapes-world classifier (proxy-FID features and judge) and write its model card."""
-    import logging
     import sys
-
-    import torch
 
     from pipelines.training.shapes_classifier import ClassifierTrainConfig, train_shapes_classifier
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
+    start_run(threads)
     config = ClassifierTrainConfig(steps=steps, batch_size=batch_size, seed=seed)
     metrics = train_shapes_classifier(config, out, command="mediaforge " + " ".join(sys.argv[1:]))
     typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -46,14 +53,10 @@ def train_karl_command(
     stop_at: int | None = typer.Option(None, help="End this session after this step (resume later)."),
 ) -> None:
     """Train KARL on shapes world (two-pass adaptive-token training), saving samples and checkpoints."""
-    import logging
-
-    import torch
 
     from pipelines.training.karl import KARLTrainConfig, PerturbOptions, train_karl
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
+    start_run(threads)
     try:
         options = None if perturb is None else PerturbOptions.parse(perturb)
         config = KARLTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
@@ -86,15 +89,10 @@ def wavtokenizer_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with losses"),
 ) -> None:
     """Train WavTokenizer on espeak-ng speech + synthetic tones (see pipelines/training/wavtokenizer.py)."""
-    import logging
-
-    import torch
 
     from pipelines.training.wavtokenizer import TrainConfig, train_wavtokenizer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if threads:
-        torch.set_num_threads(threads)
+    start_run(threads)
     config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds, lr=lr,
                          disc_lr=lr, mel_only_steps=mel_only_steps,
                          quantizer_warmup_steps=quantizer_warmup_steps, encoder_init=encoder_init,
@@ -125,14 +123,10 @@ def train_textok_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train TexTok on shapes world; resumes DIR/checkpoint.pt; writes DIR/model and DIR/metrics.json."""
-    import logging
-
-    import torch
 
     from pipelines.training.textok import TexTokTrainConfig, train_textok
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
+    start_run(threads)
     try:
         strength = None
         if perturb is not None:
@@ -163,14 +157,10 @@ def train_sd_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the UNet phase of the run saved in OUT."),
 ) -> None:
     """Train a tiny latent diffusion text-to-image model on shapes world (VAE, CLIP text encoder, UNet)."""
-    import logging
-
-    import torch
 
     from pipelines.training.sd import SDTrainConfig, train_sd
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
+    start_run(threads)
     try:
         config = SDTrainConfig(preset=preset, vae_steps=vae_steps, unet_steps=unet_steps, max_minutes=max_minutes,
                                batch_size=batch_size, seed=seed)
@@ -193,15 +183,11 @@ def train_gdt_command(
     threads: int = typer.Option(1, help="torch.set_num_threads."),
 ) -> None:
     """Train GDT (group diffusion transformer) on shapes-world groups (see pipelines/gdt/train.py)."""
-    import logging
     import sys
-
-    import torch
 
     from pipelines.gdt.train import GDTTrainConfig, train_gdt
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
+    start_run(threads)
     try:
         config = GDTTrainConfig(preset=preset, group_size=group_size, single_image=single_image, steps=steps,
                                 groups_per_step=groups_per_step, seed=seed)
@@ -220,16 +206,12 @@ def train_sd_decoder_command(
     threads: int = typer.Option(1, help="torch.set_num_threads."),
 ) -> None:
     """Fine-tune the VAE decoder of a `train sd` pipeline (encoder frozen: the UNet's latents are unchanged)."""
-    import logging
-
-    import torch
     from diffusers import AutoencoderKL
 
     from pipelines.data.shapes import ShapesWorld
     from pipelines.training.sd import finetune_vae_decoder
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
+    start_run(threads)
     vae = AutoencoderKL.from_pretrained(pipeline / "vae")
     world = ShapesWorld(vae.config.sample_size, min_objects=1, max_objects=3)
     done = finetune_vae_decoder(vae, world, steps, batch_size, max_minutes=max_minutes,
@@ -246,14 +228,10 @@ def train_vae_command(
     threads: int = typer.Option(1, help="torch.set_num_threads."),
 ) -> None:
     """Train xAR's latent space: a 16-channel stride-8 AutoencoderKL on class-conditional shapes world."""
-    import logging
-
-    import torch
 
     from pipelines.xar.vae import VAETrainConfig, train_vae
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
+    start_run(threads)
     metrics = train_vae(VAETrainConfig(steps=steps, batch_size=batch_size, seed=seed), out)
     typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
@@ -273,14 +251,10 @@ def train_xar_command(
     threads: int = typer.Option(1, help="torch.set_num_threads."),
 ) -> None:
     """Train class-conditional xAR (flow matching + Noisy Context Learning) on shapes-world latents."""
-    import logging
-
-    import torch
 
     from pipelines.xar.train import XARTrainConfig, train_xar
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
+    start_run(threads)
     try:
         config = XARTrainConfig(preset=preset, entity=entity, entity_size=entity_size,
                                 noisy_context=not teacher_forcing, steps=steps, batch_size=batch_size, lr=lr,
