@@ -8,7 +8,6 @@ After training, ``scaling_factor`` is set to 1 / std of the latents so the diffu
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from pipelines.gdt.groups import group_world
+from pipelines.training.vae import fit_vae
 
 logger = logging.getLogger(__name__)
 
@@ -44,28 +44,6 @@ def train_vae(config: VAETrainConfig, out_dir: Path) -> dict[str, float]:
     torch.manual_seed(config.seed)
     world = group_world(config.image_size)
     vae = tiny_vae(config.image_size)
-    optim = torch.optim.AdamW(vae.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=config.lr, total_steps=config.steps)
-    start = time.perf_counter()
-    vae.train()
-    for step, batch in zip(range(config.steps), world.iterate("train", config.batch_size), strict=False):
-        x = batch.images * 2 - 1
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample()).sample
-        mse = (recon - x).pow(2).mean()
-        loss = mse + config.kl_weight * posterior.kl().mean() / x[0].numel()
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        sched.step()
-        if step % 50 == 0:
-            logger.info("vae step %d mse %.5f (%.0f s)", step, mse.item(), time.perf_counter() - start)
-    vae.eval()
-    with torch.no_grad():
-        x = world.batch("eval", 0, 256).images * 2 - 1
-        latents = vae.encode(x).latent_dist.mode()
-        mse = (vae.decode(latents).sample - x).pow(2).mean().item()
-        factor = 1.0 / latents.std().item()
-    vae.register_to_config(scaling_factor=factor)
-    vae.save_pretrained(out_dir)
-    return {"eval_mse": mse, "scaling_factor": factor, "wall_s": time.perf_counter() - start}
+    batches = world.iterate("train", config.batch_size)
+    return fit_vae(vae, lambda _step: next(batches).images * 2 - 1, world.batch("eval", 0, 256).images * 2 - 1,
+                   steps=config.steps, lr=config.lr, kl_weight=config.kl_weight, out_dir=out_dir)

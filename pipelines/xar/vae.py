@@ -10,7 +10,6 @@ held-out images so the flow model sees unit-variance tokens.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from pipelines.data.shapes import NUM_CLASSES, ShapesWorld
+from pipelines.training.vae import fit_vae
 
 logger = logging.getLogger(__name__)
 
@@ -55,35 +55,10 @@ class VAETrainConfig:
 
 def train_vae(config: VAETrainConfig, out_dir: Path, show_progress: bool = True) -> dict[str, float]:
     """Train on the class-conditional ``train`` split, set ``scaling_factor``, save to ``out_dir``."""
-    from rich.progress import Progress
-
     torch.manual_seed(config.seed)
     world = ShapesWorld(config.image_size, min_objects=1, max_objects=1)
     vae = shapes_vae(image_size=config.image_size)
-    optim = torch.optim.AdamW(vae.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=config.lr, total_steps=config.steps)
-    start = time.perf_counter()
-    vae.train()
-    with Progress(disable=not show_progress) as progress:
-        task = progress.add_task("vae", total=config.steps)
-        for step in range(config.steps):
-            x, _ = class_batch(world, "train", step, config.batch_size, config.seed)
-            posterior = vae.encode(x).latent_dist
-            mse = (vae.decode(posterior.sample()).sample - x).pow(2).mean()
-            loss = mse + config.kl_weight * posterior.kl().mean() / x[0].numel()
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            sched.step()
-            progress.update(task, advance=1, description=f"vae mse {mse.item():.4f}")
-            if step % 10 == 0:
-                logger.info("vae step %d mse %.5f (%.0f s)", step, mse.item(), time.perf_counter() - start)
-    vae.eval()
-    with torch.no_grad():
-        x, _ = class_batch(world, "eval", 0, 256, config.seed)
-        latents = vae.encode(x).latent_dist.mode()
-        mse = (vae.decode(latents).sample - x).pow(2).mean().item()
-        factor = 1.0 / latents.std().item()
-    vae.register_to_config(scaling_factor=factor)
-    vae.save_pretrained(out_dir)
-    return {"eval_mse": mse, "scaling_factor": factor, "wall_s": time.perf_counter() - start}
+    eval_images, _ = class_batch(world, "eval", 0, 256, config.seed)
+    return fit_vae(vae, lambda step: class_batch(world, "train", step, config.batch_size, config.seed)[0],
+                   eval_images, steps=config.steps, lr=config.lr, kl_weight=config.kl_weight, out_dir=out_dir,
+                   show_progress=show_progress, log_every=10)
