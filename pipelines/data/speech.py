@@ -94,7 +94,8 @@ def synthesize(text: str, voice: str, speed: int = 160, pitch: int = 50,
     return AF.resample(wav, rate, sample_rate) if rate != sample_rate else wav
 
 
-def _split_of(sentence: str) -> str:
+def split_of(sentence: str) -> str:
+    """``eval`` for 1 in ``_EVAL_BUCKETS`` sentences by a stable hash, whatever generated them."""
     bucket = int.from_bytes(hashlib.sha256(sentence.encode()).digest()[:4], "little") % _EVAL_BUCKETS
     return "eval" if bucket == 0 else "train"
 
@@ -116,13 +117,13 @@ def _random_sentence(rng: np.random.Generator) -> str:
 
 def make_sentences(split: str, count: int, seed: int = 0) -> list[str]:
     """``count`` distinct sentences of ``split`` (``train`` or ``eval``), a pure function of the arguments."""
-    _check_split(split)
+    check_split(split)
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     out: list[str] = []
     seen: set[str] = set()
     for _ in range(count * 200):
         sentence = _random_sentence(rng)
-        if sentence not in seen and _split_of(sentence) == split:
+        if sentence not in seen and split_of(sentence) == split:
             seen.add(sentence)
             out.append(sentence)
             if len(out) == count:
@@ -130,7 +131,7 @@ def make_sentences(split: str, count: int, seed: int = 0) -> list[str]:
     raise ValueError(f"could not draw {count} distinct {split} sentences; ask for fewer")
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
 
@@ -164,7 +165,7 @@ def build_corpus(split: str, count: int, seed: int = 0, cache_dir: str | Path | 
     Train utterances cycle through ``TRAIN_VOICES``; eval utterances all use ``HELD_OUT_VOICE``. Speed and pitch
     are drawn per utterance from ``SPEED_RANGE`` / ``PITCH_RANGE`` with the same seeded generator.
     """
-    _check_split(split)
+    check_split(split)
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
