@@ -263,3 +263,32 @@ def train_xar_command(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(f"saved {out} at step {info['step']} (loss {info['loss']:.4f}, {info['wall_s']:.0f} s)")
+
+
+@app.command("flow-omni")
+def train_flow_omni_command(
+    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write (resumes its checkpoint)."),
+    preset: str = typer.Option("tiny", help="FlowOmni preset (tiny, paper)."),
+    output: str = typer.Option("mel", help="Speech output: mel (flow matching) or codes (the codec baseline)."),
+    codec: str = typer.Option("wavtokenizer-tiny", help="Codec for --output codes (zoo name or directory)."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(16, help="Examples per step (tasks mixed)."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    statements: int = typer.Option(2000, help="Spoken statements (ASR / TTS material)."),
+    dialogues: int = typer.Option(600, help="Spoken Q&A pairs (speech-to-speech / text-to-text material)."),
+    seed: int = typer.Option(0, help="Torch seed and data seed."),
+    threads: int = typer.Option(2, help="torch.set_num_threads."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+    stop_at: int | None = typer.Option(None, help="End this session after this step (resume later)."),
+) -> None:
+    """Train Flow-Omni (text + speech-state streams, flow-matching mel head) on espeak dialogue."""
+    from pipelines.flow_omni.train import FlowOmniTrainConfig, train_flow_omni
+
+    start_run(threads)
+    try:
+        config = FlowOmniTrainConfig(preset=preset, output=output, codec=codec, steps=steps, batch_size=batch_size,
+                                     lr=lr, num_statements=statements, num_dialogues=dialogues, seed=seed)
+        train_flow_omni(config, out, show_progress=progress, stop_at=stop_at)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"saved {out}")

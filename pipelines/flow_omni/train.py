@@ -1,0 +1,142 @@
+"""Train Flow-Omni on spoken dialogue (``mediaforge train flow-omni``): all four task formats in one model.
+
+One stage with everything trainable (the paper's stage 2; there is no pretrained LLM or Whisper to freeze here).
+Each batch mixes the tasks by ``task_weights``; spoken prompts are encoded inside the step. AdamW with warm-up
+and cosine decay, gradient clipping, resumable checkpoints, a progress bar, and a JSON log of the losses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from pipelines.flow_omni.data import DialogueCorpus, TrainingItem, build_dialogue_corpus, make_item, mel_statistics
+from pipelines.flow_omni.model import FlowOmni
+from pipelines.flow_omni.streams import TASKS, collate
+from pipelines.training.wavtokenizer import cosine_schedule
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class FlowOmniTrainConfig:
+    preset: str = "tiny"
+    output: str = "mel"
+    codec: str = "wavtokenizer-tiny"
+    """Codec whose codes the ``codes`` baseline predicts (a zoo name or directory)."""
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    num_statements: int = 2000
+    num_dialogues: int = 600
+    task_weights: tuple[float, float, float, float] = (0.2, 0.4, 0.3, 0.1)
+    """Sampling weights of ``asr``, ``tts``, ``s2s``, ``t2t``."""
+    checkpoint_every: int = 250
+    log_every: int = 25
+    seed: int = 0
+
+
+class ItemSampler:
+    """Draws (task, exchange) pairs: statements for ASR / TTS, dialogues for S2S / T2T."""
+
+    def __init__(self, corpus: DialogueCorpus, model: FlowOmni, weights: tuple[float, ...], seed: int) -> None:
+        self.corpus, self.model = corpus, model
+        self.weights = np.asarray(weights, dtype=float) / sum(weights)
+        self.rng = np.random.default_rng(seed)
+
+    def draw(self) -> TrainingItem:
+        task = TASKS[self.rng.choice(len(TASKS), p=self.weights)]
+        pool = self.corpus.statements if task in ("asr", "tts") else self.corpus.dialogues
+        return make_item(task, pool[self.rng.integers(len(pool))], self.model)
+
+
+def training_loss(model: FlowOmni, items: list[TrainingItem]) -> dict[str, torch.Tensor]:
+    """Teacher-forced losses of a list of items (spoken prompts encoded in one padded encoder call)."""
+    spoken = [item.prompt_mel for item in items if item.prompt_mel is not None]
+    speech = None
+    if spoken:
+        lengths = torch.tensor([m.shape[0] for m in spoken])
+        padded = torch.nn.utils.rnn.pad_sequence(spoken, batch_first=True)
+        speech = model.encode_speech(padded, lengths)
+    return model(collate([item.streams for item in items]), speech)
+
+
+def attach_codes(corpus: DialogueCorpus, codec_ref: str) -> None:
+    """Replace each answer's mel by its codec codes (as floats), for the discrete baseline."""
+    from pipelines.zoo import resolve_model
+    from tokenizers_media.audio.wavtokenizer import WavTokenizer
+
+    codec = WavTokenizer.from_pretrained(resolve_model(codec_ref).path)
+    with torch.inference_mode():
+        for exchange in corpus.statements + corpus.dialogues:
+            wav = exchange.answer_wav.float()[None] / 32767.0
+            exchange.answer_mel = codec.encode(wav)[0, 0].float()
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("[bold]flow-omni"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), disable=not enabled)
+
+
+def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_progress: bool = True,
+                    stop_at: int | None = None, cache_dir: str | Path | None = None) -> FlowOmni:
+    """Train (resuming ``output_dir/checkpoint.pt`` if present) and save the model to ``output_dir``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    model = FlowOmni.from_preset(config.preset, output=config.output)
+    corpus = build_dialogue_corpus("train", config.num_statements, config.num_dialogues, config.seed, cache_dir,
+                                   model.config.mel_spec)
+    model.set_mel_stats(*mel_statistics(corpus))
+    if config.output == "codes":
+        attach_codes(corpus, config.codec)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = cosine_schedule(optimizer, config.steps, config.warmup_steps, min_ratio=0.05)
+    step, log, wall = 0, [], 0.0
+    checkpoint = out / CHECKPOINT
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        step, log, wall = saved["step"], saved["log"], saved["wall"]
+        logger.info("resumed %s at step %d", checkpoint, step)
+    sampler = ItemSampler(corpus, model, config.task_weights, config.seed + step)
+    last = min(config.steps, stop_at or config.steps)
+    model.train()
+    with _progress(show_progress) as bar:
+        task = bar.add_task("train", total=config.steps, completed=step, losses="")
+        while step < last:
+            start = time.perf_counter()
+            losses = training_loss(model, [sampler.draw() for _ in range(config.batch_size)])
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            wall += time.perf_counter() - start
+            values = {k: round(float(v.detach()), 4) for k, v in losses.items()}
+            if step % config.log_every == 0 or step == last:
+                log.append({"step": step, "wall": round(wall, 1), **values})
+                logger.info("step %d %s", step, values)
+            bar.update(task, completed=step, losses=" ".join(f"{k}={v:.3f}" for k, v in values.items()))
+            if step % config.checkpoint_every == 0 or step == last:
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "schedule": schedule.state_dict(), "step": step, "log": log, "wall": wall}, checkpoint)
+    model.eval()
+    model.save_pretrained(out)
+    (out / "train_log.json").write_text(json.dumps({"config": asdict(config), "steps": step, "wall_seconds": wall,
+                                                    "log": log}, indent=1) + "\n")
+    return model
