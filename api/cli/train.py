@@ -292,3 +292,28 @@ def train_flow_omni_command(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(f"saved {out}")
+
+
+@app.command("speech-judge")
+def train_speech_judge_command(
+    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write."),
+    preset: str = typer.Option("tiny", help="PhonemeRecognizer preset (tiny, small)."),
+    steps: int = typer.Option(1200, help="Optimizer steps."),
+    batch_size: int = typer.Option(32, help="Utterances per step."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    codec_sentences: int = typer.Option(2500, help="Training sentences from the codec corpus templates."),
+    dialogue_sentences: int = typer.Option(2500, help="Training sentences from the dialogue templates."),
+    seed: int = typer.Option(0, help="Torch seed and data seed."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train the phoneme CTC intelligibility judge on espeak speech in the judge voices."""
+    import sys
+
+    from pipelines.training.speech_judge import JudgeTrainConfig, train_speech_judge
+
+    start_run(threads)
+    config = JudgeTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                              codec_sentences=codec_sentences, dialogue_sentences=dialogue_sentences)
+    metrics = train_speech_judge(config, out, show_progress=progress, command="mediaforge " + " ".join(sys.argv[1:]))
+    typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
