@@ -112,6 +112,7 @@ def make_item(task: str, exchange: Exchange, model) -> TrainingItem:
         prompt = prompt_streams(task, config.group_dim, tok.encode(exchange.prompt))
     groups = None
     if task in SPEECH_OUT:
-        groups = model.frames_to_groups(model.normalize_mel(exchange.answer_mel.float()))
+        target = exchange.answer_mel.float()  # codec codes (F,) for the discrete baseline
+        groups = model.frames_to_groups(model.normalize_mel(target) if config.output == "mel" else target)
     answer = answer_streams(task, tok.encode(exchange.answer), groups, config.delay, config.group_dim)
     return TrainingItem(concat(prompt, answer), prompt_mel)

@@ -41,7 +41,10 @@ class SpeechEncoder(nn.Module):
         """Returns the vectors and each clip's number of valid vectors."""
         batch, frames, _ = mel.shape
         lengths = torch.full((batch,), frames, device=mel.device) if lengths is None else lengths.to(mel.device)
-        x = F.gelu(self.conv2(F.gelu(self.conv1(mel.transpose(1, 2))))).transpose(1, 2)  # (B, F', dim)
+        valid = (torch.arange(frames, device=mel.device)[None] < lengths[:, None])[:, None]  # (B, 1, F)
+        # Padding is zeroed before each conv, so a clip encodes the same alone or in a padded batch.
+        h = F.gelu(self.conv1(mel.transpose(1, 2) * valid)) * valid
+        x = F.gelu(self.conv2(h)).transpose(1, 2)  # (B, F', dim)
         steps = x.shape[1]
         positions = timestep_embedding(torch.arange(steps, device=mel.device), self.dim).to(x.dtype)
         x = x + positions
