@@ -104,6 +104,42 @@ def wavtokenizer_command(
     typer.echo(f"saved {out}")
 
 
+@app.command("vocoder")
+def vocoder_command(
+    output_dir: Path = typer.Option(..., "-o", "--output-dir", help="run directory: checkpoint + final model"),
+    preset: str = typer.Option("tiny", help="MelVocoder size: tiny (CPU) or paper"),
+    steps: int = typer.Option(3000, help="generator steps in total (may be raised on --resume)"),
+    batch_size: int = typer.Option(8, help="crops per step"),
+    lr: float = typer.Option(5e-4, help="peak AdamW learning rate of the vocoder"),
+    mel_only_steps: int = typer.Option(0, help="first steps on the mel loss only, before the GAN starts"),
+    input_mel_coeff: float = typer.Option(0.0, help="weight of an extra L1 to the input log-mel (not in Vocos)"),
+    mpd_width: int = typer.Option(8, help="multi-period discriminator width (official 32)"),
+    mrd_width: int = typer.Option(16, help="multi-resolution discriminator width (official 64)"),
+    train_utterances: int = typer.Option(400, help="espeak-ng utterances in the 10 codec training voices"),
+    answer_utterances: int = typer.Option(200, help="dialogue sentences in Flow-Omni's answer voice"),
+    eval_clips: int = typer.Option(10, help="held-out sentences per voice set for the model card (0: none)"),
+    threads: int = typer.Option(1, help="torch CPU threads (0: torch's default)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in OUTPUT_DIR"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with losses"),
+) -> None:
+    """Train the Flow-Omni mel vocoder (Vocos recipe) on espeak-ng speech; card compares it with Griffin-Lim."""
+    import sys
+
+    from pipelines.training.vocoder import VocoderTrainConfig, train_vocoder
+
+    start_run(threads)
+    try:
+        config = VocoderTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr,
+                                    mel_only_steps=mel_only_steps, input_mel_coeff=input_mel_coeff,
+                                    mpd_width=mpd_width, mrd_width=mrd_width,
+                                    train_utterances=train_utterances, answer_utterances=answer_utterances)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    out = train_vocoder(config, output_dir, resume=resume, progress=progress, evaluate_clips=eval_clips,
+                        command="mediaforge " + " ".join(sys.argv[1:]))
+    typer.echo(f"saved {out}")
+
+
 @app.command("textok")
 def train_textok_command(
     out: Path = typer.Option(..., "-o", "--out", help="Run directory (checkpoint, samples; model in DIR/model)."),
