@@ -29,6 +29,8 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("image.detokenize", "image", "tokens (+ caption for TexTok) -> image"),
         JobKind("image.generate", "generate", "prompt (or class) -> image"),
         JobKind("image.generate_group", "generate", "captions + a reference image -> a consistent group of images"),
+        JobKind("speech.generate", "speech", "text -> spoken audio (streamed)"),
+        JobKind("speech.chat", "speech", "spoken question -> answer as text and audio (streamed)"),
     ]
 }
 
@@ -43,6 +45,8 @@ PIPELINES: dict[tuple[str, str], str] = {
     ("image.generate", "StableDiffusionPipeline"): "pipelines.image_generate_sd:GenerateSDPipeline",
     ("image.generate", "XAR"): "pipelines.image_generate_xar:GenerateXARPipeline",
     ("image.generate_group", "GroupDiffusionPipeline"): "pipelines.image_generate_group:GenerateGroupPipeline",
+    ("speech.generate", "FlowOmni"): "pipelines.speech_generate:SpeechGeneratePipeline",
+    ("speech.chat", "FlowOmni"): "pipelines.speech_chat:SpeechChatPipeline",
 }
 
 

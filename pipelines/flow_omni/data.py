@@ -45,6 +45,8 @@ class Exchange:
     answer_mel: torch.Tensor
     answer_wav: torch.Tensor
     """int16 samples of the answer: the reference for scoring, and the codec baseline's targets."""
+    prompt_wav: torch.Tensor | None = None
+    """int16 samples of the spoken prompt (kept for the eval split: noisy-input tests re-derive its mel)."""
 
 
 @dataclass
@@ -55,13 +57,15 @@ class DialogueCorpus:
     dialogues: list[Exchange]
 
 
-def _speak(pairs: list[tuple[str, str]], rng: np.random.Generator, log_mel: LogMel) -> list[Exchange]:
+def _speak(pairs: list[tuple[str, str]], rng: np.random.Generator, log_mel: LogMel,
+           keep_prompts: bool) -> list[Exchange]:
     out = []
     for prompt, answer in pairs:
         q, a = question_speech(prompt, rng), answer_speech(answer)
         with torch.no_grad():
             mels = [log_mel(w[None])[0].half() for w in (q, a)]
-        out.append(Exchange(prompt, answer, *mels, (a.clamp(-1, 1) * 32767).round().to(torch.int16)))
+        q16, a16 = ((w.clamp(-1, 1) * 32767).round().to(torch.int16) for w in (q, a))
+        out.append(Exchange(prompt, answer, *mels, a16, q16 if keep_prompts else None))
     return out
 
 
@@ -77,8 +81,9 @@ def build_dialogue_corpus(split: str, num_statements: int, num_dialogues: int, s
         return DialogueCorpus([Exchange(**e) for e in saved["statements"]], [Exchange(**e) for e in saved["dialogues"]])
     rng = np.random.default_rng([seed, 7, 0 if split == "train" else 1])
     log_mel = LogMel(spec)
-    said = _speak([(s, s) for s in statements(split, num_statements, seed)], rng, log_mel)
-    dialogues = _speak([(p.question, p.answer) for p in qa_pairs(split, num_dialogues, seed)], rng, log_mel)
+    keep = split == "eval"
+    said = _speak([(s, s) for s in statements(split, num_statements, seed)], rng, log_mel, keep)
+    dialogues = _speak([(p.question, p.answer) for p in qa_pairs(split, num_dialogues, seed)], rng, log_mel, keep)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({"statements": [vars(e) for e in said], "dialogues": [vars(e) for e in dialogues]}, tmp)

@@ -1,0 +1,48 @@
+"""``speech.generate``: text -> a 24 kHz WAV spoken by Flow-Omni (the TTS task format), streamed."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from pipelines.base import InputError, ProgressCallback, Request, Result
+from pipelines.speech_serving import SpeechParams, SpeechPipeline
+
+MAX_TEXT_CHARS = 400
+
+
+class SpeechGenerateParams(SpeechParams):
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="what to say")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is blank")
+        return value
+
+
+class SpeechGeneratePipeline(SpeechPipeline):
+    kind = "speech.generate"
+    params_model = SpeechGenerateParams
+    inputs: dict[str, str] = {}
+
+    def check_request(self, request: Request) -> None:
+        super().check_request(request)
+        try:
+            self.model.tokenizer.encode(request.params.text)
+        except ValueError as err:
+            raise InputError(f"speech.generate cannot say this text: {err}") from err
+        self.vocoder(request.params.vocoder)
+
+    def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
+        for request in requests:
+            self.check_request(request)
+        results = []
+        for n, request in enumerate(requests):
+            def step(fraction: float, message: str, n: int = n) -> None:
+                if progress:
+                    progress((n + fraction) / len(requests), message)
+
+            spoken = self.speak("tts", request.params, step, text=request.params.text)
+            results.append({"audio": spoken.audio})
+        return results

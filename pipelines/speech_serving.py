@@ -1,0 +1,104 @@
+"""Shared by the ``speech.*`` job kinds: a loaded Flow-Omni model, its vocoder, and streamed speaking.
+
+Frames come out of :func:`pipelines.flow_omni.generate.stream` one group per LLM step and are vocoded in chunks
+as they arrive (:class:`StreamingVocoder`), so a job reports its first audio long before the answer is complete;
+progress messages carry the text produced so far (the SSE stream of ``GET /v1/jobs/{id}/events``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Self
+
+import torch
+
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback
+from pipelines.flow_omni.generate import GenerationOptions, stream
+from pipelines.flow_omni.model import FlowOmni
+from pipelines.media import Audio
+from pipelines.zoo import resolve_model
+from tokenizers_media.speech.griffin_lim import griffin_lim
+from tokenizers_media.speech.vocoder import MelVocoder, StreamingVocoder, Vocode
+
+GRIFFIN_LIM = "griffin-lim"
+DEFAULT_VOCODER = "vocoder-tiny"
+
+
+class SpeechParams(Params):
+    vocoder: str = DEFAULT_VOCODER
+    """A mel vocoder in the zoo (or a model directory), or ``griffin-lim``."""
+    flow_steps: int | None = None
+    temperature: float = 1.0
+    max_seconds: float = 20.0
+    seed: int = 0
+
+
+@dataclass
+class Spoken:
+    text: str
+    audio: Audio
+    first_audio_seconds: float | None
+    stopped: bool
+
+
+class SpeechPipeline(Pipeline):
+    """Base of the speech pipelines: holds a Flow-Omni model and loads vocoders by name on first use."""
+
+    def __init__(self, model: FlowOmni) -> None:
+        if model.config.output != "mel":
+            raise InputError("this Flow-Omni model predicts codec codes (the baseline); serve a mel model")
+        self.model = model
+        self._vocoders: dict[str, Vocode] = {}
+
+    @classmethod
+    def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> Self:
+        return cls(FlowOmni.from_pretrained(model_dir, device=device))
+
+    def vocoder(self, name: str) -> Vocode:
+        if name not in self._vocoders:
+            if name == GRIFFIN_LIM:
+                self._vocoders[name] = partial(griffin_lim, spec=self.model.config.mel_spec)
+            else:
+                ref = resolve_model(name)
+                if ref.model_class != "MelVocoder":
+                    raise InputError(f"vocoder {name!r} is a {ref.model_class}, not a MelVocoder")
+                vocoder = MelVocoder.from_pretrained(ref.path)
+                if vocoder.config.mel_spec != self.model.config.mel_spec:
+                    raise InputError(f"vocoder {name!r} reads a different mel ({vocoder.config.mel_spec}) "
+                                     f"than this model writes ({self.model.config.mel_spec})")
+                self._vocoders[name] = vocoder.vocode
+        return self._vocoders[name]
+
+    def speak(self, task: str, params: SpeechParams, progress: ProgressCallback | None, text: str | None = None,
+              speech_mel: torch.Tensor | None = None) -> Spoken:
+        """Stream one answer: text pieces into progress messages, frame groups into the chunked vocoder."""
+        vocoder = StreamingVocoder(self.vocoder(params.vocoder), self.model.config.hop_length)
+        frame_rate = self.model.config.mel_spec.frame_rate
+        max_groups = max(1, int(params.max_seconds * frame_rate / self.model.config.frames_per_step))
+        options = GenerationOptions(flow_steps=params.flow_steps, temperature=params.temperature,
+                                    max_groups=max_groups, seed=params.seed)
+        start, first_audio, said, chunks, groups = time.perf_counter(), None, "", [], 0
+        for event in stream(self.model, task, text=text, speech_mel=speech_mel, options=options):
+            said += event.text
+            if event.frames is None:
+                continue
+            groups += 1
+            chunk = vocoder.push(event.frames[None])[0]
+            if chunk.numel():
+                chunks.append(chunk)
+                first_audio = first_audio if first_audio is not None else time.perf_counter() - start
+            if progress and groups % 8 == 0:
+                seconds = groups * self.model.config.frames_per_step / frame_rate
+                progress(min(0.99, groups / max_groups), f"{seconds:.1f} s of audio; text: {said.strip()}")
+        tail = vocoder.flush()
+        if tail.numel():
+            chunks.append(tail[0])
+            first_audio = first_audio if first_audio is not None else time.perf_counter() - start
+        samples = torch.cat(chunks) if chunks else torch.zeros(0)
+        if progress:
+            progress(1.0, f"done; text: {said.strip()}")
+        return Spoken(said.strip(), Audio(samples.clamp(-1, 1).contiguous(), self.model.config.sample_rate),
+                      first_audio, groups < max_groups)
