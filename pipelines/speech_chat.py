@@ -43,15 +43,7 @@ class SpeechChatPipeline(SpeechPipeline):
         with torch.inference_mode():
             return LogMel(self.model.config.mel_spec)(samples[None])[0]
 
-    def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
-        for request in requests:
-            self.check_request(request)
-        results = []
-        for n, request in enumerate(requests):
-            def step(fraction: float, message: str, n: int = n) -> None:
-                if progress:
-                    progress((n + fraction) / len(requests), message)
-
-            spoken = self.speak("s2s", request.params, step, speech_mel=self.question_mel(request.inputs["audio"]))
-            results.append({"text": Text(spoken.text), "audio": spoken.audio})
-        return results
+    def answer(self, request: Request, progress: ProgressCallback) -> Result:
+        mel = self.question_mel(request.inputs["audio"])
+        spoken = self.speak("s2s", request.params, progress, speech_mel=mel)
+        return {"text": Text(spoken.text), "audio": spoken.audio}

@@ -34,15 +34,5 @@ class SpeechGeneratePipeline(SpeechPipeline):
             raise InputError(f"speech.generate cannot say this text: {err}") from err
         self.vocoder(request.params.vocoder)
 
-    def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
-        for request in requests:
-            self.check_request(request)
-        results = []
-        for n, request in enumerate(requests):
-            def step(fraction: float, message: str, n: int = n) -> None:
-                if progress:
-                    progress((n + fraction) / len(requests), message)
-
-            spoken = self.speak("tts", request.params, step, text=request.params.text)
-            results.append({"audio": spoken.audio})
-        return results
+    def answer(self, request: Request, progress: ProgressCallback) -> Result:
+        return {"audio": self.speak("tts", request.params, progress, text=request.params.text).audio}

@@ -8,6 +8,7 @@ progress messages carry the text produced so far (the SSE stream of ``GET /v1/jo
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Self
 
 import torch
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result
 from pipelines.flow_omni.generate import GenerationOptions, stream
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.media import Audio
@@ -56,6 +57,23 @@ class SpeechPipeline(Pipeline):
     @classmethod
     def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> Self:
         return cls(FlowOmni.from_pretrained(model_dir, device=device))
+
+    @abstractmethod
+    def answer(self, request: Request, progress: ProgressCallback) -> Result:
+        """One checked request's outputs (each speech kind says what it asks the model)."""
+
+    def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
+        """Requests one by one: generation is sequential per answer, and a job streams its own progress."""
+        for request in requests:
+            self.check_request(request)
+        results = []
+        for n, request in enumerate(requests):
+            def step(fraction: float, message: str, n: int = n) -> None:
+                if progress:
+                    progress((n + fraction) / len(requests), message)
+
+            results.append(self.answer(request, step))
+        return results
 
     def vocoder(self, name: str) -> Vocode:
         if name not in self._vocoders:
