@@ -74,12 +74,18 @@ class PretrainedModel(nn.Module):
         """A randomly initialised model of a named size (``tiny``, ``paper-*``)."""
         return cls(cls.preset_config(name).replace(**overrides))
 
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write config + weights; ``dtype`` (e.g. float16) casts floating tensors to halve a shipped file.
+
+        ``from_pretrained`` loads such a file into the float32 module (``load_state_dict`` casts on copy).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"model_class": type(self).__name__, **self.config.to_dict()}
         (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"model_class": type(self).__name__})
         return directory
 

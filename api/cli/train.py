@@ -316,6 +316,7 @@ def train_flow_omni_command(
     threads: int = typer.Option(2, help="torch.set_num_threads."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     stop_at: int | None = typer.Option(None, help="End this session after this step (resume later)."),
+    save_dtype: str = typer.Option("float32", help="dtype of the saved weights: float32 or float16."),
 ) -> None:
     """Train Flow-Omni (text + speech-state streams, flow-matching mel head) on espeak dialogue."""
     from pipelines.flow_omni.train import FlowOmniTrainConfig, train_flow_omni
@@ -323,7 +324,8 @@ def train_flow_omni_command(
     start_run(threads)
     try:
         config = FlowOmniTrainConfig(preset=preset, output=output, codec=codec, steps=steps, batch_size=batch_size,
-                                     lr=lr, num_statements=statements, num_dialogues=dialogues, seed=seed)
+                                     lr=lr, num_statements=statements, num_dialogues=dialogues, seed=seed,
+                                     save_dtype=save_dtype)
         train_flow_omni(config, out, show_progress=progress, stop_at=stop_at)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err

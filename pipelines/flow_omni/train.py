@@ -45,6 +45,12 @@ class FlowOmniTrainConfig:
     checkpoint_every: int = 250
     log_every: int = 25
     seed: int = 0
+    save_dtype: str = "float32"
+    """dtype of the saved model.safetensors (``float16`` halves a shipped file; training is always float32)."""
+
+    def __post_init__(self) -> None:
+        if self.save_dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(f"save_dtype must be float32, float16 or bfloat16, got {self.save_dtype!r}")
 
 
 class ItemSampler:
@@ -136,7 +142,7 @@ def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_pr
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "schedule": schedule.state_dict(), "step": step, "log": log, "wall": wall}, checkpoint)
     model.eval()
-    model.save_pretrained(out)
+    model.save_pretrained(out, dtype=getattr(torch, config.save_dtype))
     (out / "train_log.json").write_text(json.dumps({"config": asdict(config), "steps": step, "wall_seconds": wall,
                                                     "log": log}, indent=1) + "\n")
     return model

@@ -148,6 +148,13 @@ def test_save_load_round_trip_is_strict_and_deterministic(tmp_path: Path) -> Non
     b = generate(loaded, "tts", "a dog", options=GenerationOptions(max_groups=4))
     torch.testing.assert_close(a.frames, b.frames)
 
+    model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    half = FlowOmni.from_pretrained(tmp_path / "half")
+    size = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("fo", "half")}
+    assert size["half"] < 0.55 * size["fo"]
+    weight = half.flow.input.weight
+    assert weight.dtype == torch.float32 and torch.equal(weight, model.flow.input.weight.half().float())
+
 
 def test_training_steps_reduce_the_loss() -> None:
     model = small_model().train()
