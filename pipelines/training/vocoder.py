@@ -254,13 +254,19 @@ def train_vocoder(config: VocoderTrainConfig, output_dir: str | Path, resume: bo
 
 
 def write_model_card(output_dir: Path, model: MelVocoder, config: VocoderTrainConfig, wall_s: float,
-                     clips_per_voice: int, command: str) -> None:
+                     clips_per_voice: int, command: str, name: str = "") -> None:
     """README.md: command, data, steps, wall time and the held-out vocoder-vs-Griffin-Lim table."""
     from pipelines.eval_vocoder import compare_with_griffin_lim, format_table
 
     table = format_table(compare_with_griffin_lim(model, clips_per_voice))
     params = sum(p.numel() for p in model.parameters())
-    card = f"""# {output_dir.name}
+    gan_steps = config.steps - min(config.steps, config.mel_only_steps)
+    gan = (f"then {gan_steps} steps adding hinge GAN + feature matching with the multi-period (width "
+           f"{config.mpd_width}) and multi-resolution (width {config.mrd_width}, weight {config.mrd_coeff:g}) "
+           "discriminators" if gan_steps else "no GAN phase (all steps mel-only)")
+    extra = (f" + {config.input_mel_coeff:g} x L1 between the output's 80-bin log-mel and the input frames"
+             if config.input_mel_coeff else "")
+    card = f"""# {name or output_dir.name}
 
 A Vocos-style mel vocoder (Siuzdak 2023, arXiv 2306.00814) for Flow-Omni: 80-bin natural-log mel frames
 (24 kHz, hop 320, n_fft 1280, 75 frames/s; `tokenizers_media.speech.mel.LogMel`) -> waveform, F frames ->
@@ -273,12 +279,9 @@ preset `{config.preset}`, {params / 1e6:.2f} M parameters.
 {command or "(called from Python)"}
 ```
 
-- **Steps:** {config.steps} generator steps ({config.mel_only_steps} mel-only, then GAN), batch {config.batch_size}
-  x {config.crop_seconds:g} s crops; AdamW lr {config.lr:g} (discriminators {config.disc_lr:g}), betas
-  {config.betas}, cosine decay.
-- **Losses:** {config.mel_coeff:g} x mel L1 (100-bin); after the mel-only phase hinge GAN + feature matching with
-  the multi-period (width {config.mpd_width}) and multi-resolution (width {config.mrd_width}, weight
-  {config.mrd_coeff:g}) discriminators.
+- **Steps:** {config.steps} generator steps, batch {config.batch_size} x {config.crop_seconds:g} s crops; AdamW lr
+  {config.lr:g} (discriminators {config.disc_lr:g}), betas {config.betas}, cosine decay.
+- **Losses:** {config.mel_coeff:g} x mel L1 (100-bin){extra}; {gan}.
 - **Wall time:** {wall_s:.0f} s ({wall_s / 60:.1f} min) on 1 torch thread.
 - **Data:** espeak-ng speech, nothing downloaded: {config.train_utterances} template sentences in the 10 codec
   training voices (random speed 130-190, pitch 25-75) + {config.answer_utterances} dialogue sentences in
