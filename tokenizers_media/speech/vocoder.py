@@ -75,7 +75,7 @@ class MelVocoder(PretrainedModel):
     presets = {
         # Vocos' 24 kHz mel vocoder (dim 512, MLP 1536, 8 ConvNeXt blocks); 13.6 M parameters at n_fft 1280.
         "paper": lambda: MelVocoderConfig(),
-        # ~2.2 M parameters (8.8 MB fp32): trains on one CPU thread in tens of minutes.
+        # 2.15 M parameters (8.6 MB fp32): trains on one CPU thread in tens of minutes.
         "tiny": lambda: MelVocoderConfig(dim=192, intermediate_dim=576, num_layers=8),
     }
 
