@@ -221,11 +221,12 @@ the `en-us` espeak-ng phonemes of the text (`pipelines/data/phonemes.py`: no str
 - Command: `{command or 'mediaforge train speech-judge'}`
 - Data: {utterances} espeak-ng utterances of `train`-split sentences ({config.codec_sentences} codec-corpus
   sentences from `make_sentences` + {config.dialogue_sentences} dialogue sentences from `all_sentences`), spoken
-  by the {len(JUDGE_VOICES)} judge voices ({", ".join(JUDGE_VOICES)}) at speed {SPEED_RANGE} and pitch
-  {PITCH_RANGE}; augmentation: Gaussian noise, 2 frequency masks, 2 time masks.
+  by the {len(JUDGE_VOICES)} judge voices ({", ".join(JUDGE_VOICES)}) at random speed
+  {SPEED_RANGE[0]}-{SPEED_RANGE[1]} wpm and pitch {PITCH_RANGE[0]}-{PITCH_RANGE[1]}; labels: `en-us` phonemes
+  of the text whatever the voice's accent; augmentation: Gaussian noise, 2 frequency masks, 2 time masks.
 - Steps: {config.steps} x batch {config.batch_size} (AdamW, one-cycle LR {config.lr}), seed {config.seed};
   CTC loss {metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f}
-- Wall time: {wall:.0f} s on CPU (1 thread)
+- Wall time: {wall:.0f} s on CPU ({torch.get_num_threads()} thread(s), shared machine), after synthesis
 
 ## Held-out PER (`eval`-split sentences: {n} codec + {n} dialogue)
 
