@@ -192,7 +192,7 @@ def flow_omni_command(
     import torch
 
     from pipelines.flow_omni.data import build_dialogue_corpus
-    from pipelines.flow_omni.evaluate import as_rows, score_dialogue, score_tts
+    from pipelines.flow_omni.evaluate import as_rows, codec_ceiling_per, score_dialogue, score_tts
     from pipelines.flow_omni.generate import GenerationOptions
     from pipelines.flow_omni.model import FlowOmni
     from pipelines.zoo import resolve_model
@@ -216,6 +216,12 @@ def flow_omni_command(
     options = GenerationOptions(flow_steps=flow_steps)
     results = {"model": model, "tts": as_rows(score_tts(flow_omni, recognizer, corpus.statements, options,
                                                          codes_to_mel))}
+    if codes_to_mel is not None:
+        def resynthesized(wav: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return codes_to_mel(decoder.encode(wav[None])[0, 0])
+
+        results["tts"]["codec_ceiling_per"] = round(codec_ceiling_per(recognizer, corpus.statements, resynthesized), 4)
     typer.echo(f"tts: {results['tts']}")
     for name, snr in (("clean", None), (f"noisy_{snr_db:g}db", snr_db)):
         results[name] = as_rows(score_dialogue(flow_omni, recognizer, corpus, options, snr, codes_to_mel))

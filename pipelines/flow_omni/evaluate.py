@@ -124,6 +124,13 @@ def score_tts(model: FlowOmni, judge: PhonemeRecognizer, exchanges: list[Exchang
                      len(exchanges))
 
 
+def codec_ceiling_per(judge: PhonemeRecognizer, exchanges: list[Exchange],
+                      resynthesized: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """The judge's PER on a codec's resynthesis (wav -> log-mel) of the references: the best its codes can do."""
+    hyps = [_judge(judge, resynthesized(wav_of(e.answer_wav))) for e in exchanges]
+    return phone_error_rate(hyps, phonemize([e.answer for e in exchanges]))
+
+
 def _normalized(text: str) -> str:
     return " ".join(text.lower().split())
 

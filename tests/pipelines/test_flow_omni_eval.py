@@ -8,7 +8,7 @@ import torch
 
 from pipelines.data.phonemes import PHONEME_INVENTORY
 from pipelines.flow_omni.data import DialogueCorpus, Exchange
-from pipelines.flow_omni.evaluate import add_noise, score_dialogue, score_tts
+from pipelines.flow_omni.evaluate import add_noise, codec_ceiling_per, score_dialogue, score_tts
 from pipelines.flow_omni.generate import GenerationOptions
 from tests.pipelines.test_flow_omni import small_model
 from tokenizers_media.speech.recognizer import PhonemeRecognizer, PhonemeRecognizerConfig
@@ -62,3 +62,6 @@ def test_dialogue_scores_for_mel_and_codes_models() -> None:
 
     codes = score_dialogue(small_model(output="codes"), judge(), data, options, None, codes_to_mel)
     assert codes.s2s_per >= 0
+    ceiling = codec_ceiling_per(judge(), data.statements, lambda wav: codes_to_mel(torch.zeros(wav.numel() // 320,
+                                                                                              dtype=torch.long)))
+    assert ceiling > 0
