@@ -17,8 +17,6 @@ with the official gain augmentation (:class:`CropSampler`). The output directory
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -26,31 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from torch import nn
 
 from pipelines.data.crops import CropSampler
 from pipelines.data.dialogue import ANSWER_PITCH, ANSWER_SPEED, ANSWER_VOICE, all_sentences
 from pipelines.data.speech import build_corpus, synthesize
-from pipelines.training.wavtokenizer import cosine_schedule
-from tokenizers_media.audio.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
-from tokenizers_media.audio.losses import (
-    MelLoss,
-    feature_matching_loss,
-    hinge_discriminator_loss,
-    hinge_generator_loss,
-)
+from pipelines.training.common import STATE_NAME, JsonTrainConfig, open_run_dir, progress_bar
+from pipelines.training.gan import GanTrainer
 from tokenizers_media.speech.mel import LogMel
 from tokenizers_media.speech.vocoder import MelVocoder
 
 logger = logging.getLogger(__name__)
 
-STATE_NAME = "train_state.pt"
-TRAIN_CONFIG_NAME = "train_config.json"
-
 
 @dataclass(frozen=True)
-class VocoderTrainConfig:
+class VocoderTrainConfig(JsonTrainConfig):
     """Every knob of a vocoder run (saved as ``train_config.json``)."""
 
     preset: str = "tiny"
@@ -92,16 +79,6 @@ class VocoderTrainConfig:
         if self.crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> VocoderTrainConfig:
-        values = json.loads(text)
-        values["model_overrides"] = tuple(tuple(p) for p in values["model_overrides"])
-        values["betas"] = tuple(values["betas"])
-        return cls(**values)
-
 
 def training_clips(config: VocoderTrainConfig, cache_dir: str | Path | None = None) -> list[torch.Tensor]:
     """Codec-corpus clips (10 voices) + the answer voice speaking dialogue sentences, all train split."""
@@ -112,51 +89,17 @@ def training_clips(config: VocoderTrainConfig, cache_dir: str | Path | None = No
     return clips
 
 
-class VocoderTrainer:
+class VocoderTrainer(GanTrainer):
     """The vocoder, the two discriminators, their optimizers and schedules; ``train_step`` runs one step."""
 
+    config: VocoderTrainConfig
+
     def __init__(self, config: VocoderTrainConfig, sampler: CropSampler) -> None:
-        self.config, self.sampler = config, sampler
-        torch.manual_seed(config.seed)
-        self.model = MelVocoder.from_preset(config.preset, **dict(config.model_overrides))
+        super().__init__(config, sampler)
         self.log_mel = LogMel(self.model.config.mel_spec)
-        self.mpd = MultiPeriodDiscriminator(width=config.mpd_width)
-        self.mrd = MultiResolutionDiscriminator(width=config.mrd_width)
-        self.mel_loss = MelLoss(sample_rate=self.model.sample_rate)
-        self.opt_g = torch.optim.AdamW(self.model.parameters(), config.lr, config.betas,
-                                       weight_decay=config.weight_decay)
-        self.opt_d = torch.optim.AdamW(self._disc_params(), config.disc_lr, config.betas,
-                                       weight_decay=config.weight_decay)
-        self.sched_g = cosine_schedule(self.opt_g, config.steps, config.warmup_steps, config.min_lr_ratio)
-        gan_steps = max(1, config.steps - config.mel_only_steps)
-        self.sched_d = cosine_schedule(self.opt_d, gan_steps, config.warmup_steps, config.min_lr_ratio)
-        self.step = 0
 
-    def _disc_params(self) -> list[nn.Parameter]:
-        return [*self.mpd.parameters(), *self.mrd.parameters()]
-
-    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
-        """One hinge update of both discriminators on detached generator output."""
-        cfg = self.config
-        loss = hinge_discriminator_loss(self.mpd(real)[0], self.mpd(fake)[0])
-        loss = loss + cfg.mrd_coeff * hinge_discriminator_loss(self.mrd(real)[0], self.mrd(fake)[0])
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self._disc_params(), cfg.grad_clip)
-        self.opt_d.step()
-        self.sched_d.step()
-        return loss.item()
-
-    def _adversarial_terms(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generator hinge loss and feature matching, MRD terms weighted by ``mrd_coeff``."""
-        gan, fm = [], []
-        for disc, weight in ((self.mpd, 1.0), (self.mrd, self.config.mrd_coeff)):
-            with torch.no_grad():  # feature matching detaches the real side anyway
-                _, real_features = disc(real)
-            fake_logits, fake_features = disc(fake)
-            gan.append(weight * hinge_generator_loss(fake_logits))
-            fm.append(weight * feature_matching_loss(real_features, fake_features))
-        return sum(gan), sum(fm)
+    def build_model(self) -> MelVocoder:
+        return MelVocoder.from_preset(self.config.preset, **dict(self.config.model_overrides))
 
     def train_step(self) -> dict[str, float]:
         """One generator step (after the mel-only phase preceded by one discriminator step)."""
@@ -166,7 +109,7 @@ class VocoderTrainer:
         frames = self.log_mel(wav)  # (B, ceil(T / hop), n_mels)
         fake = self.model(frames)[..., : wav.shape[-1]]
         logs: dict[str, float] = {}
-        use_gan = self.step >= cfg.mel_only_steps
+        use_gan = self.gan_active
         if use_gan:
             logs["disc"] = self._discriminator_step(wav, fake.detach())
         mel = self.mel_loss(fake, wav)
@@ -179,30 +122,9 @@ class VocoderTrainer:
             gan, fm = self._adversarial_terms(wav, fake)
             loss = loss + gan + fm
             logs.update(gan=gan.item(), fm=fm.item())
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.opt_g.step()
-        self.sched_g.step()
-        self.step += 1
+        self._generator_step(loss)
         logs.update(gen=loss.item(), mel=mel.item())
         return logs
-
-    def state_dict(self) -> dict[str, Any]:
-        parts = ("model", "mpd", "mrd", "opt_g", "opt_d", "sched_g", "sched_d", "sampler")
-        return {"step": self.step, "torch_rng": torch.get_rng_state(),
-                **{name: getattr(self, name).state_dict() for name in parts}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = int(state.pop("step"))
-        torch.set_rng_state(state.pop("torch_rng"))
-        for name, value in state.items():
-            getattr(self, name).load_state_dict(value)
-
-    def save_checkpoint(self, output_dir: Path, wall_s: float) -> None:
-        tmp = output_dir / f"{STATE_NAME}.tmp"
-        torch.save({**self.state_dict(), "wall_s": wall_s}, tmp)
-        tmp.replace(output_dir / STATE_NAME)  # atomic: a killed run never leaves a half-written checkpoint
 
 
 def train_vocoder(config: VocoderTrainConfig, output_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -212,15 +134,7 @@ def train_vocoder(config: VocoderTrainConfig, output_dir: str | Path, resume: bo
     ``evaluate_clips`` held-out sentences per voice set go into the card's table (0: no evaluation, no card).
     """
     output_dir = Path(output_dir)
-    state_path, config_path = output_dir / STATE_NAME, output_dir / TRAIN_CONFIG_NAME
-    if resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"--resume: no {STATE_NAME} in {output_dir}")
-        config = dataclasses.replace(VocoderTrainConfig.from_json(config_path.read_text()), steps=config.steps)
-    elif state_path.is_file():
-        raise FileExistsError(f"{output_dir} already holds a training run; pass resume or choose another dir")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(config.to_json() + "\n")
+    config = open_run_dir(output_dir, config, resume)
 
     clips = training_clips(config, cache_dir)
     logger.info("training clips: %d, %.0f s", len(clips), sum(len(c) for c in clips) / 24_000)
@@ -228,15 +142,13 @@ def train_vocoder(config: VocoderTrainConfig, output_dir: str | Path, resume: bo
     trainer = VocoderTrainer(config, sampler)
     wall = 0.0
     if resume:
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(output_dir / STATE_NAME, weights_only=False)
         wall = float(state.pop("wall_s", 0.0))
         trainer.load_state_dict(state)
         logger.info("resumed from step %d", trainer.step)
 
     start = time.monotonic()
-    columns = (TextColumn("[bold]vocoder"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[losses]}"))
-    with Progress(*columns, disable=not progress) as bar:
+    with progress_bar("vocoder", progress) as bar:
         task = bar.add_task("train", total=config.steps, completed=trainer.step, losses="")
         while trainer.step < config.steps:
             logs = trainer.train_step()
@@ -244,7 +156,7 @@ def train_vocoder(config: VocoderTrainConfig, output_dir: str | Path, resume: bo
             if trainer.step % config.log_every == 0:
                 logger.info("step %d %s (%.0f s)", trainer.step, logs, time.monotonic() - start)
             if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
-                trainer.save_checkpoint(output_dir, wall + time.monotonic() - start)
+                trainer.save_checkpoint(output_dir, wall_s=wall + time.monotonic() - start)
     wall += time.monotonic() - start
     trainer.model.eval()
     trainer.model.save_pretrained(output_dir)

@@ -25,8 +25,6 @@ directory each), and at the end the final model via ``save_pretrained(output_dir
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
 import time
@@ -35,32 +33,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from pipelines.data.crops import CropSampler
 from pipelines.data.speech import build_corpus
-from tokenizers_media.audio.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
-from tokenizers_media.audio.losses import (
-    MelLoss,
-    feature_matching_loss,
-    hinge_discriminator_loss,
-    hinge_generator_loss,
-)
+from pipelines.training.common import STATE_NAME, JsonTrainConfig, open_run_dir, progress_bar
+from pipelines.training.common import cosine_schedule as cosine_schedule  # re-exported: flow_omni imports it here
+from pipelines.training.gan import GanTrainer
 from tokenizers_media.audio.wavtokenizer import WavTokenizer
 from tokenizers_media.nn.conv import WeightNormConv1d
 
 logger = logging.getLogger(__name__)
 
-STATE_NAME = "train_state.pt"
 OFFICIAL_DEAD_CODE_THRESHOLD = 2.0
 OFFICIAL_BATCH_FRAMES = 40 * 3 * 75
 """Codebook vectors per step and GPU in the official run (batch 40 x 3 s crops at 75 tokens/s)."""
-TRAIN_CONFIG_NAME = "train_config.json"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonTrainConfig):
     """Every knob of a WavTokenizer training run (saved as ``train_config.json`` next to the checkpoints)."""
 
     preset: str = "tiny"
@@ -114,29 +105,6 @@ class TrainConfig:
         if self.crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        values = json.loads(text)
-        values["model_overrides"] = tuple(tuple(p) for p in values["model_overrides"])
-        values["betas"] = tuple(values["betas"])
-        return cls(**values)
-
-
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
-                    min_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up then half-cosine decay from the base learning rate to ``min_ratio`` x base."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
 
 @torch.no_grad()
 def kaiming_init_encoder_(model: WavTokenizer) -> None:
@@ -149,12 +117,14 @@ def kaiming_init_encoder_(model: WavTokenizer) -> None:
                 module.bias.zero_()
 
 
-class WavTokenizerTrainer:
+class WavTokenizerTrainer(GanTrainer):
     """Holds the model, the discriminators, their optimizers and schedulers, and runs steps."""
 
-    def __init__(self, config: TrainConfig, sampler: CropSampler) -> None:
-        self.config, self.sampler = config, sampler
-        torch.manual_seed(config.seed)
+    config: TrainConfig
+
+    def build_model(self) -> WavTokenizer:
+        """The preset with the overrides, the batch-scaled dead-code threshold and the chosen encoder init."""
+        config = self.config
         overrides = dict(config.model_overrides)
         model_config = WavTokenizer.preset_config(config.preset).replace(**overrides)
         if config.dead_code_threshold is not None:
@@ -163,20 +133,10 @@ class WavTokenizerTrainer:
             frames = config.batch_size * math.ceil(config.crop_seconds * model_config.sample_rate
                                                    / model_config.hop_length)
             overrides["dead_code_threshold"] = OFFICIAL_DEAD_CODE_THRESHOLD * frames / OFFICIAL_BATCH_FRAMES
-        self.model = WavTokenizer(model_config.replace(**overrides))
+        model = WavTokenizer(model_config.replace(**overrides))
         if config.encoder_init == "kaiming":
-            kaiming_init_encoder_(self.model)
-        self.mpd = MultiPeriodDiscriminator(width=config.mpd_width)
-        self.mrd = MultiResolutionDiscriminator(width=config.mrd_width)
-        self.mel_loss = MelLoss(sample_rate=self.model.sample_rate)
-        disc_params = [*self.mpd.parameters(), *self.mrd.parameters()]
-        self.opt_g = torch.optim.AdamW(self.model.parameters(), config.lr, config.betas,
-                                       weight_decay=config.weight_decay)
-        self.opt_d = torch.optim.AdamW(disc_params, config.disc_lr, config.betas, weight_decay=config.weight_decay)
-        self.sched_g = cosine_schedule(self.opt_g, config.steps, config.warmup_steps, config.min_lr_ratio)
-        gan_steps = max(1, config.steps - config.mel_only_steps)
-        self.sched_d = cosine_schedule(self.opt_d, gan_steps, config.warmup_steps, config.min_lr_ratio)
-        self.step = 0
+            kaiming_init_encoder_(model)
+        return model
 
     def _generator_forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.step < self.config.quantizer_warmup_steps:
@@ -193,78 +153,18 @@ class WavTokenizerTrainer:
         wav = self.sampler.sample(cfg.batch_size)
         fake, commit = self._generator_forward(wav)
         logs: dict[str, float] = {}
-        use_gan = self.step >= cfg.mel_only_steps
+        use_gan = self.gan_active
         if use_gan:
-            self.mpd.train()
-            self.mrd.train()
-            real_p, _ = self.mpd(wav)
-            fake_p, _ = self.mpd(fake.detach())
-            real_r, _ = self.mrd(wav)
-            fake_r, _ = self.mrd(fake.detach())
-            loss_d = hinge_discriminator_loss(real_p, fake_p) + cfg.mrd_coeff * hinge_discriminator_loss(real_r,
-                                                                                                         fake_r)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            nn.utils.clip_grad_norm_([*self.mpd.parameters(), *self.mrd.parameters()], cfg.grad_clip)
-            self.opt_d.step()
-            self.sched_d.step()
-            logs["disc"] = loss_d.item()
+            logs["disc"] = self._discriminator_step(wav, fake.detach())
         mel = self.mel_loss(fake, wav)
         loss_g = cfg.mel_coeff * mel + cfg.commit_coeff * commit
         if use_gan:
-            real_p, feat_real_p = self.mpd(wav)
-            fake_p, feat_fake_p = self.mpd(fake)
-            real_r, feat_real_r = self.mrd(wav)
-            fake_r, feat_fake_r = self.mrd(fake)
-            gan = hinge_generator_loss(fake_p) + cfg.mrd_coeff * hinge_generator_loss(fake_r)
-            fm = feature_matching_loss(feat_real_p, feat_fake_p) + cfg.mrd_coeff * feature_matching_loss(
-                feat_real_r, feat_fake_r)
+            gan, fm = self._adversarial_terms(wav, fake)
             loss_g = loss_g + gan + fm
             logs.update(gan=gan.item(), fm=fm.item())
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.opt_g.step()
-        self.sched_g.step()
-        self.step += 1
+        self._generator_step(loss_g)
         logs.update(gen=loss_g.item(), mel=mel.item(), commit=commit.item())
         return logs
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "mpd": self.mpd.state_dict(),
-            "mrd": self.mrd.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "sched_g": self.sched_g.state_dict(),
-            "sched_d": self.sched_d.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-        self.model.load_state_dict(state["model"])
-        self.mpd.load_state_dict(state["mpd"])
-        self.mrd.load_state_dict(state["mrd"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_d.load_state_dict(state["sched_d"])
-        self.sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
-
-    def save_checkpoint(self, output_dir: Path) -> None:
-        tmp = output_dir / f"{STATE_NAME}.tmp"
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(output_dir / STATE_NAME)  # atomic: a killed run never leaves a half-written checkpoint
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]wavtokenizer"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), disable=not enabled)
 
 
 def train_wavtokenizer(config: TrainConfig, output_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -276,16 +176,7 @@ def train_wavtokenizer(config: TrainConfig, output_dir: str | Path, resume: bool
     many steps (checkpoint and current model saved), leaving the schedule of the full run intact for a resume.
     """
     output_dir = Path(output_dir)
-    state_path, config_path = output_dir / STATE_NAME, output_dir / TRAIN_CONFIG_NAME
-    if resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"--resume: no {STATE_NAME} in {output_dir}")
-        saved = TrainConfig.from_json(config_path.read_text())
-        config = dataclasses.replace(saved, steps=config.steps)  # the step budget may be extended on resume
-    elif state_path.is_file():
-        raise FileExistsError(f"{output_dir} already holds a training run; pass resume or choose another dir")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(config.to_json() + "\n")
+    config = open_run_dir(output_dir, config, resume)
 
     corpus = build_corpus("train", config.train_utterances, seed=config.seed, cache_dir=cache_dir)
     logger.info("training corpus: %d utterances, %.0f s", len(corpus), corpus.seconds)
@@ -293,11 +184,11 @@ def train_wavtokenizer(config: TrainConfig, output_dir: str | Path, resume: bool
                           seed=config.seed, sample_rate=corpus.sample_rate)
     trainer = WavTokenizerTrainer(config, sampler)
     if resume:
-        trainer.load_state_dict(torch.load(state_path, weights_only=False))
+        trainer.load_state_dict(torch.load(output_dir / STATE_NAME, weights_only=False))
         logger.info("resumed from step %d", trainer.step)
 
     start = time.monotonic()
-    with _progress(progress) as bar:
+    with progress_bar("wavtokenizer", progress) as bar:
         task = bar.add_task("train", total=config.steps, completed=trainer.step, losses="")
         end = config.steps if stop_at is None else min(stop_at, config.steps)
         while trainer.step < end:

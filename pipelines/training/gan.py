@@ -1,0 +1,114 @@
+"""The adversarial half both audio trainers share (WavTokenizer, mel vocoder; Vocos/WavTokenizer recipe).
+
+A generator against a multi-period and a multi-resolution discriminator: hinge loss for the discriminators, hinge +
+feature matching for the generator (MRD terms weighted by ``mrd_coeff``), AdamW with a cosine schedule on both
+sides (the discriminators' schedule spans only the steps after ``mel_only_steps``), and one resumable state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipelines.data.crops import CropSampler
+from pipelines.training.common import STATE_NAME, cosine_schedule
+from tokenizers_media.audio.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
+from tokenizers_media.audio.losses import (
+    MelLoss,
+    feature_matching_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+)
+
+
+class GanTrainer:
+    """The generator ``model`` (from :meth:`build_model`), both discriminators, their optimizers and schedules.
+
+    ``config`` is a train-config dataclass with the fields read here (``seed``, ``lr``, ``disc_lr``, ``betas``,
+    ``weight_decay``, ``steps``, ``warmup_steps``, ``min_lr_ratio``, ``mel_only_steps``, ``mpd_width``,
+    ``mrd_width``, ``mrd_coeff``, ``grad_clip``); a subclass writes ``train_step`` from the helpers below.
+    """
+
+    PARTS = ("model", "mpd", "mrd", "opt_g", "opt_d", "sched_g", "sched_d", "sampler")
+    """What a checkpoint holds besides the step and the torch RNG state."""
+
+    def __init__(self, config: Any, sampler: CropSampler) -> None:
+        self.config, self.sampler = config, sampler
+        torch.manual_seed(config.seed)
+        self.model = self.build_model()
+        self.mpd = MultiPeriodDiscriminator(width=config.mpd_width)
+        self.mrd = MultiResolutionDiscriminator(width=config.mrd_width)
+        self.mel_loss = MelLoss(sample_rate=self.model.sample_rate)
+        self.opt_g = torch.optim.AdamW(self.model.parameters(), config.lr, config.betas,
+                                       weight_decay=config.weight_decay)
+        self.opt_d = torch.optim.AdamW(self._disc_params(), config.disc_lr, config.betas,
+                                       weight_decay=config.weight_decay)
+        self.sched_g = cosine_schedule(self.opt_g, config.steps, config.warmup_steps, config.min_lr_ratio)
+        gan_steps = max(1, config.steps - config.mel_only_steps)
+        self.sched_d = cosine_schedule(self.opt_d, gan_steps, config.warmup_steps, config.min_lr_ratio)
+        self.step = 0
+
+    def build_model(self) -> Any:
+        """The generator, built right after seeding so its initialisation is reproducible."""
+        raise NotImplementedError
+
+    @property
+    def gan_active(self) -> bool:
+        """Whether this step trains against the discriminators (the mel-only phase is over)."""
+        return self.step >= self.config.mel_only_steps
+
+    def _disc_params(self) -> list[nn.Parameter]:
+        return [*self.mpd.parameters(), *self.mrd.parameters()]
+
+    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        """One hinge update of both discriminators on detached generator output."""
+        cfg = self.config
+        self.mpd.train()
+        self.mrd.train()
+        loss = hinge_discriminator_loss(self.mpd(real)[0], self.mpd(fake)[0])
+        loss = loss + cfg.mrd_coeff * hinge_discriminator_loss(self.mrd(real)[0], self.mrd(fake)[0])
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self._disc_params(), cfg.grad_clip)
+        self.opt_d.step()
+        self.sched_d.step()
+        return loss.item()
+
+    def _adversarial_terms(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generator hinge loss and feature matching, MRD terms weighted by ``mrd_coeff``."""
+        gan, fm = [], []
+        for disc, weight in ((self.mpd, 1.0), (self.mrd, self.config.mrd_coeff)):
+            with torch.no_grad():  # feature matching detaches the real side anyway
+                _, real_features = disc(real)
+            fake_logits, fake_features = disc(fake)
+            gan.append(weight * hinge_generator_loss(fake_logits))
+            fm.append(weight * feature_matching_loss(real_features, fake_features))
+        return sum(gan), sum(fm)
+
+    def _generator_step(self, loss: torch.Tensor) -> None:
+        """Backpropagate the generator loss, clip, step the optimizer and schedule, count the step."""
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.opt_g.step()
+        self.sched_g.step()
+        self.step += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "torch_rng": torch.get_rng_state(),
+                **{name: getattr(self, name).state_dict() for name in self.PARTS}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        for name in self.PARTS:
+            getattr(self, name).load_state_dict(state[name])
+
+    def save_checkpoint(self, output_dir: Path, **extra: float) -> None:
+        """``train_state.pt`` with ``extra`` entries (e.g. the wall time so far) next to the state."""
+        tmp = output_dir / f"{STATE_NAME}.tmp"
+        torch.save({**self.state_dict(), **extra}, tmp)
+        tmp.replace(output_dir / STATE_NAME)  # atomic: a killed run never leaves a half-written checkpoint
