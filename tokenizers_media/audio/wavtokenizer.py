@@ -26,7 +26,7 @@ from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_mod
 from tokenizers_media.nn.conv import ceil_div
 from tokenizers_media.nn.ema_codebook import EMAVectorQuantizer
 from tokenizers_media.nn.seanet import SEANetEncoder
-from tokenizers_media.nn.vocos import ISTFTHead, VocosBackbone
+from tokenizers_media.nn.vocos import ISTFTHead, VocosBackbone, WaveformGrid
 
 PAD_CODE = -1
 """Fills the frames past a clip's end in a padded batch: never a valid code, so ``decode`` rejects it."""
@@ -126,7 +126,7 @@ class EncodecFeatures(nn.Module):
 
 
 @register_model
-class WavTokenizer(PretrainedModel):
+class WavTokenizer(WaveformGrid, PretrainedModel):
     """Audio (B, T) at 24 kHz <-> codes (B, 1, ceil(T / hop)); see the module docstring."""
 
     config_class = WavTokenizerConfig
@@ -146,14 +146,6 @@ class WavTokenizer(PretrainedModel):
                                       config.backbone_layers, config.adanorm_num_embeddings,
                                       dropout=config.pos_net_dropout)
         self.head = ISTFTHead(config.backbone_dim, config.n_fft, config.hop_length)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.config.hop_length
 
     @property
     def token_rate(self) -> float:

@@ -9,6 +9,8 @@ with "same" padding turns F frames into exactly F * hop samples. The blocks are 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -220,3 +222,18 @@ class ISTFTHead(nn.Module):
         magnitude = torch.exp(log_mag).clamp(max=1e2)
         spec = torch.polar(magnitude, phase)  # magnitude * (cos + i sin)
         return self.istft(spec)
+
+
+class WaveformGrid:
+    """Mixin for a model whose :class:`ISTFTHead` makes its waveform (WavTokenizer, the mel vocoder): the sample
+    rate and the hop (samples per frame) callers need to line frames up with samples, read from its ``config``."""
+
+    config: Any
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length

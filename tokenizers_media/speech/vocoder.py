@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_model
-from tokenizers_media.nn.vocos import ISTFTHead, VocosBackbone
+from tokenizers_media.nn.vocos import ISTFTHead, VocosBackbone, WaveformGrid
 from tokenizers_media.speech.mel import MelSpec, mel_floor_value
 
 
@@ -68,7 +68,7 @@ class MelVocoderConfig(ModelConfig):
 
 
 @register_model
-class MelVocoder(PretrainedModel):
+class MelVocoder(WaveformGrid, PretrainedModel):
     """Log-mel ``(B, F, n_mels)`` -> waveform ``(B, F * hop)``; see the module docstring."""
 
     config_class = MelVocoderConfig
@@ -86,14 +86,6 @@ class MelVocoder(PretrainedModel):
                                       adanorm_num_embeddings=None, pos_net=config.pos_net,
                                       dropout=config.pos_net_dropout)
         self.head = ISTFTHead(config.dim, config.n_fft, config.hop_length)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.config.hop_length
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``(B, F, n_mels)`` natural-log magnitude mel -> ``(B, F * hop)``; differentiable (training path)."""
