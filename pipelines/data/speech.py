@@ -21,8 +21,10 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -159,6 +161,34 @@ def default_cache_dir() -> Path:
     return Path(root) / "speech"
 
 
+def to_int16(wav: torch.Tensor) -> torch.Tensor:
+    """Float samples in [-1, 1] -> int16: the speech caches hold audio at half the size of float32."""
+    return (wav.clamp(-1, 1) * 32767).round().to(torch.int16)
+
+
+def from_int16(clip: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_int16`: float32 samples in [-1, 1]."""
+    return clip.float() / 32767.0
+
+
+def save_int16_clips(path: Path, clips: list[torch.Tensor], **fields: Any) -> None:
+    """Write ``{"clips": clips, **fields}`` to ``path`` atomically (a killed writer never leaves a half-written
+    cache); ``clips`` are int16 (:func:`to_int16`)."""
+    if any(c.dtype != torch.int16 for c in clips):
+        raise TypeError("save_int16_clips stores int16 clips; convert them with to_int16")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"clips": clips, **fields}, tmp)
+    tmp.replace(path)
+
+
+def load_int16_clips(path: Path) -> tuple[Iterator[torch.Tensor], dict[str, Any]]:
+    """A :func:`save_int16_clips` file: its clips as float32, converted while iterated (a large cache is never
+    float32 all at once), and its other fields."""
+    saved = torch.load(path, weights_only=True)
+    return map(from_int16, saved.pop("clips")), saved
+
+
 def build_corpus(split: str, count: int, seed: int = 0, cache_dir: str | Path | None = None) -> SpeechCorpus:
     """Synthesise (or load from the cache) ``count`` utterances of ``split``.
 
@@ -171,8 +201,8 @@ def build_corpus(split: str, count: int, seed: int = 0, cache_dir: str | Path | 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"espeak-v{CORPUS_VERSION}-{split}-n{count}-s{seed}.pt"
     if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        return SpeechCorpus([c.float() / 32767.0 for c in saved["clips"]], saved["texts"], saved["voices"])
+        clips, saved = load_int16_clips(path)
+        return SpeechCorpus(list(clips), saved["texts"], saved["voices"])
     espeak_binary()  # fail early with the install hint
     texts = make_sentences(split, count, seed)
     rng = np.random.default_rng([seed, 2 if split == "train" else 3])
@@ -184,9 +214,6 @@ def build_corpus(split: str, count: int, seed: int = 0, cache_dir: str | Path | 
         clips.append(synthesize(text, voice, speed, pitch))
     logger.info("synthesised %d %s utterances (%.0f s) into %s", count, split,
                 sum(len(c) for c in clips) / SAMPLE_RATE, path)
-    cache.mkdir(parents=True, exist_ok=True)
-    as_int16 = [(c.clamp(-1, 1) * 32767).round().to(torch.int16) for c in clips]
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"clips": as_int16, "texts": texts, "voices": voices}, tmp)
-    tmp.replace(path)
-    return SpeechCorpus([c.float() / 32767.0 for c in as_int16], texts, voices)
+    as_int16 = [to_int16(c) for c in clips]
+    save_int16_clips(path, as_int16, texts=texts, voices=voices)
+    return SpeechCorpus([from_int16(c) for c in as_int16], texts, voices)

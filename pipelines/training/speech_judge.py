@@ -10,7 +10,6 @@ Flow-Omni is trained to produce.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,16 @@ from rich.progress import Progress
 
 from pipelines.data.dialogue import ANSWER_PITCH, ANSWER_SPEED, ANSWER_VOICE, JUDGE_VOICES, all_sentences
 from pipelines.data.phonemes import PHONEME_INVENTORY, phoneme_ids, phonemize
-from pipelines.data.speech import PITCH_RANGE, SPEED_RANGE, default_cache_dir, make_sentences, synthesize
+from pipelines.data.speech import (
+    PITCH_RANGE,
+    SPEED_RANGE,
+    default_cache_dir,
+    load_int16_clips,
+    make_sentences,
+    save_int16_clips,
+    synthesize,
+    to_int16,
+)
 from pipelines.speech_metrics import phone_error_rate
 from tokenizers_media.speech.mel import LogMel
 from tokenizers_media.speech.recognizer import PhonemeRecognizer
@@ -71,10 +79,10 @@ def judge_corpus(split: str, codec_count: int, dialogue_count: int, seed: int = 
     path = cache / f"judge-v{JUDGE_CORPUS_VERSION}-{split}-{tag}-c{codec_count}-d{dialogue_count}-s{seed}.pt"
     if not path.is_file():
         _synthesize_to(path, split, judge_texts(split, codec_count, dialogue_count, seed), seed, answer_voice)
-    saved = torch.load(path, weights_only=True)
+    clips, saved = load_int16_clips(path)
     log_mel = LogMel()
     with torch.no_grad():
-        mels = [log_mel(c.float()[None] / 32767.0)[0].half() for c in saved["clips"]]
+        mels = [log_mel(clip[None])[0].half() for clip in clips]
     return JudgeCorpus(mels, saved["texts"], saved["voices"], saved["phonemes"])
 
 
@@ -90,13 +98,9 @@ def _synthesize_to(path: Path, split: str, texts: list[str], seed: int, answer_v
                 voice = JUDGE_VOICES[i % len(JUDGE_VOICES)]
                 speed, pitch = rng.integers(*SPEED_RANGE), rng.integers(*PITCH_RANGE)
             voices.append(voice)
-            clips.append((synthesize(text, voice, speed, pitch).clamp(-1, 1) * 32767).round().to(torch.int16))
+            clips.append(to_int16(synthesize(text, voice, speed, pitch)))
             bar.update(task, advance=1)
-    phonemes = phonemize(texts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"clips": clips, "texts": texts, "voices": voices, "phonemes": phonemes}, tmp)
-    tmp.replace(path)
+    save_int16_clips(path, clips, texts=texts, voices=voices, phonemes=phonemize(texts))
     logger.info("synthesised %d %s utterances into %s", len(texts), split, path)
 
 
