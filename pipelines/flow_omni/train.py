@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipelines.flow_omni.data import DialogueCorpus, TrainingItem, build_dialogue_corpus, make_item, mel_statistics
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.flow_omni.streams import TASKS, collate
-from pipelines.training.wavtokenizer import cosine_schedule
+from pipelines.training.common import cosine_schedule
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,6 @@ from torch import nn
 from pipelines.data.crops import CropSampler
 from pipelines.data.speech import build_corpus
 from pipelines.training.common import STATE_NAME, JsonTrainConfig, open_run_dir, progress_bar
-from pipelines.training.common import cosine_schedule as cosine_schedule  # re-exported: flow_omni imports it here
 from pipelines.training.gan import GanTrainer
 from tokenizers_media.audio.wavtokenizer import WavTokenizer
 from tokenizers_media.nn.conv import WeightNormConv1d

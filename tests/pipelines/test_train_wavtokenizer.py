@@ -8,13 +8,8 @@ import pytest
 import torch
 
 from pipelines.data.crops import CropSampler
-from pipelines.training.wavtokenizer import (
-    STATE_NAME,
-    TrainConfig,
-    WavTokenizerTrainer,
-    cosine_schedule,
-    train_wavtokenizer,
-)
+from pipelines.training.common import STATE_NAME, cosine_schedule
+from pipelines.training.wavtokenizer import TrainConfig, WavTokenizerTrainer, train_wavtokenizer
 from tokenizers_media.audio.wavtokenizer import WavTokenizer
 
 TINY_TINY = (("encoder_n_filters", 4), ("latent_dim", 16), ("codebook_size", 32), ("kmeans_iters", 3),
