@@ -75,7 +75,8 @@ def wavtokenizer_command(
     batch_size: int = typer.Option(8, help="crops per step"),
     crop_seconds: float = typer.Option(1.0, help="crop length in seconds (official: 3)"),
     lr: float = typer.Option(2e-4, help="peak AdamW learning rate (generator and discriminators)"),
-    mel_only_steps: int = typer.Option(0, help="first steps on mel + commitment only, before the GAN starts"),
+    mel_only_steps: int = typer.Option(0, help="first steps on mel + commitment only, before the GAN starts "
+                                                 "(may be raised on --resume)"),
     quantizer_warmup_steps: int = typer.Option(0, help="first steps without the quantizer; k-means init after"),
     encoder_init: str = typer.Option("default", help="encoder kernels: default (official) or kaiming (CPU runs)"),
     commit_coeff: float = typer.Option(1000.0, help="commitment weight (official 1000, tuned to its latent scale)"),
@@ -111,7 +112,8 @@ def vocoder_command(
     steps: int = typer.Option(3000, help="generator steps in total (may be raised on --resume)"),
     batch_size: int = typer.Option(8, help="crops per step"),
     lr: float = typer.Option(5e-4, help="peak AdamW learning rate of the vocoder"),
-    mel_only_steps: int = typer.Option(0, help="first steps on the mel loss only, before the GAN starts"),
+    mel_only_steps: int = typer.Option(0, help="first steps on the mel loss only, before the GAN starts "
+                                                 "(may be raised on --resume)"),
     input_mel_coeff: float = typer.Option(0.0, help="weight of an extra L1 to the input log-mel (not in Vocos)"),
     mpd_width: int = typer.Option(8, help="multi-period discriminator width (official 32)"),
     mrd_width: int = typer.Option(16, help="multi-resolution discriminator width (official 64)"),

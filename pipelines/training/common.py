@@ -50,18 +50,20 @@ class JsonTrainConfig:
 ConfigT = TypeVar("ConfigT", bound=JsonTrainConfig)
 
 
-def open_run_dir(output_dir: Path, config: ConfigT, resume: bool) -> ConfigT:
+def open_run_dir(output_dir: Path, config: ConfigT, resume: bool,
+                 extendable: tuple[str, ...] = ("steps",)) -> ConfigT:
     """Create ``output_dir`` and write the config the run uses into it, which this returns.
 
-    With ``resume`` that is the saved config with this call's step budget (a run may be extended); without it an
-    existing checkpoint is an error, so a run is never overwritten by accident.
+    With ``resume`` that is the saved config with this call's ``extendable`` fields (the step budget, and phase
+    boundaries such as ``mel_only_steps`` so that an extended run can stay in its phase); without it an existing
+    checkpoint is an error, so a run is never overwritten by accident.
     """
     state_path, config_path = output_dir / STATE_NAME, output_dir / TRAIN_CONFIG_NAME
     if resume:
         if not state_path.is_file():
             raise FileNotFoundError(f"--resume: no {STATE_NAME} in {output_dir}")
         saved = type(config).from_json(config_path.read_text())
-        config = dataclasses.replace(saved, steps=config.steps)
+        config = dataclasses.replace(saved, **{name: getattr(config, name) for name in extendable})
     elif state_path.is_file():
         raise FileExistsError(f"{output_dir} already holds a training run; pass resume or choose another dir")
     output_dir.mkdir(parents=True, exist_ok=True)

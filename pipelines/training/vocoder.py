@@ -134,7 +134,7 @@ def train_vocoder(config: VocoderTrainConfig, output_dir: str | Path, resume: bo
     ``evaluate_clips`` held-out sentences per voice set go into the card's table (0: no evaluation, no card).
     """
     output_dir = Path(output_dir)
-    config = open_run_dir(output_dir, config, resume)
+    config = open_run_dir(output_dir, config, resume, extendable=("steps", "mel_only_steps"))
 
     clips = training_clips(config, cache_dir)
     logger.info("training clips: %d, %.0f s", len(clips), sum(len(c) for c in clips) / 24_000)

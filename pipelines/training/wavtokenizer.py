@@ -175,7 +175,7 @@ def train_wavtokenizer(config: TrainConfig, output_dir: str | Path, resume: bool
     many steps (checkpoint and current model saved), leaving the schedule of the full run intact for a resume.
     """
     output_dir = Path(output_dir)
-    config = open_run_dir(output_dir, config, resume)
+    config = open_run_dir(output_dir, config, resume, extendable=("steps", "mel_only_steps"))
 
     corpus = build_corpus("train", config.train_utterances, seed=config.seed, cache_dir=cache_dir)
     logger.info("training corpus: %d utterances, %.0f s", len(corpus), corpus.seconds)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pipelines.data.crops import CropSampler
-from pipelines.training.common import STATE_NAME, cosine_schedule
+from pipelines.training.common import STATE_NAME, cosine_schedule, open_run_dir
 from pipelines.training.wavtokenizer import TrainConfig, WavTokenizerTrainer, train_wavtokenizer
 from tokenizers_media.audio.wavtokenizer import WavTokenizer
 
@@ -87,3 +87,12 @@ def test_quantizer_warmup_defers_codebook_init() -> None:
     assert not codebook.is_initialized
     trainer.train_step()
     assert codebook.is_initialized
+
+
+def test_resume_extends_the_budget_and_the_mel_only_phase_but_keeps_the_recipe(tmp_path) -> None:
+    run = tmp_path / "run"
+    open_run_dir(run, _config(), resume=False)
+    (run / STATE_NAME).write_bytes(b"")  # a run exists
+    resumed = open_run_dir(run, _config(steps=20, mel_only_steps=12, lr=1.0), resume=True,
+                           extendable=("steps", "mel_only_steps"))
+    assert (resumed.steps, resumed.mel_only_steps, resumed.lr) == (20, 12, _config().lr)
