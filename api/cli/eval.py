@@ -178,7 +178,7 @@ def xar_command(
 def flow_omni_command(
     model: str = typer.Option("flow-omni-tiny", "--model", "-m", help="FlowOmni zoo name or model directory."),
     judge: str = typer.Option("speech-judge", help="Phoneme recogniser: zoo name or model directory."),
-    codec: str = typer.Option("wavtokenizer-tiny", help="Codec that decodes a codes-baseline model's output."),
+    codec_ref: str = typer.Option("wavtokenizer-tiny", "--codec", help="Codec of a codes-baseline model."),
     statements: int = typer.Option(30, help="Unseen sentences (TTS and ASR)."),
     dialogues: int = typer.Option(30, help="Unseen questions (speech-to-speech and text-to-text)."),
     snr_db: float = typer.Option(10.0, "--snr-db", help="White-noise level of the noisy spoken prompts."),
@@ -192,7 +192,7 @@ def flow_omni_command(
     import torch
 
     from pipelines.flow_omni.data import build_dialogue_corpus
-    from pipelines.flow_omni.evaluate import as_rows, codec_ceiling_per, score_dialogue, score_tts
+    from pipelines.flow_omni.evaluate import as_rows, codec_bridge, codec_ceiling_per, score_dialogue, score_tts
     from pipelines.flow_omni.generate import GenerationOptions
     from pipelines.flow_omni.model import FlowOmni
     from pipelines.zoo import resolve_model
@@ -201,30 +201,15 @@ def flow_omni_command(
     torch.set_num_threads(threads)
     flow_omni = FlowOmni.from_pretrained(resolve_model(model).path)
     recognizer = PhonemeRecognizer.from_pretrained(resolve_model(judge).path)
-    codes_to_mel = None
-    if flow_omni.config.output == "codes":
-        from tokenizers_media.audio.wavtokenizer import WavTokenizer
-        from tokenizers_media.speech.mel import LogMel
-
-        decoder, log_mel = WavTokenizer.from_pretrained(resolve_model(codec).path), LogMel(flow_omni.config.mel_spec)
-
-        def codes_to_mel(codes: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return log_mel(decoder.decode(codes.reshape(1, 1, -1)))[0]
-
+    codec = codec_bridge(codec_ref, flow_omni.config.mel_spec) if flow_omni.config.output == "codes" else None
     corpus = build_dialogue_corpus("eval", statements, dialogues, seed=0, spec=flow_omni.config.mel_spec)
     options = GenerationOptions(flow_steps=flow_steps)
-    results = {"model": model, "tts": as_rows(score_tts(flow_omni, recognizer, corpus.statements, options,
-                                                         codes_to_mel))}
-    if codes_to_mel is not None:
-        def resynthesized(wav: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return codes_to_mel(decoder.encode(wav[None])[0, 0])
-
-        results["tts"]["codec_ceiling_per"] = round(codec_ceiling_per(recognizer, corpus.statements, resynthesized), 4)
+    results = {"model": model, "tts": as_rows(score_tts(flow_omni, recognizer, corpus.statements, options, codec))}
+    if codec is not None:
+        results["tts"]["codec_ceiling_per"] = round(codec_ceiling_per(recognizer, corpus.statements, codec), 4)
     typer.echo(f"tts: {results['tts']}")
     for name, snr in (("clean", None), (f"noisy_{snr_db:g}db", snr_db)):
-        results[name] = as_rows(score_dialogue(flow_omni, recognizer, corpus, options, snr, codes_to_mel))
+        results[name] = as_rows(score_dialogue(flow_omni, recognizer, corpus, options, snr, codec))
         typer.echo(f"{name}: {results[name]}")
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2) + "\n")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -29,11 +29,36 @@ from pipelines.flow_omni.generate import GenerationOptions, generate
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.flow_omni.streams import collate
 from pipelines.speech_metrics import dtw_mel_distance, edit_distance, phone_error_rate
-from tokenizers_media.speech.mel import LogMel
+from tokenizers_media.speech.mel import LogMel, MelSpec
 from tokenizers_media.speech.recognizer import PhonemeRecognizer
 
-CodesToMel = Callable[[torch.Tensor], torch.Tensor]
-"""Codec codes (F,) -> log-mel (F', n_mels): how the codes baseline is brought into mel space."""
+
+@dataclass(frozen=True)
+class CodecBridge:
+    """How the codes baseline meets mel space: its codec's encoder and decoder (+ ``LogMel``)."""
+
+    to_codes: Callable[[torch.Tensor], torch.Tensor]
+    """Waveform (T,) -> codes (F,)."""
+    to_mel: Callable[[torch.Tensor], torch.Tensor]
+    """Codes (F,) -> log-mel (F', n_mels) of the decoded audio."""
+
+
+def codec_bridge(codec_ref: str, spec: MelSpec) -> CodecBridge:
+    """A zoo WavTokenizer (name or directory) as a :class:`CodecBridge` into ``spec``'s log-mel."""
+    from pipelines.zoo import resolve_model
+    from tokenizers_media.audio.wavtokenizer import WavTokenizer
+
+    codec, log_mel = WavTokenizer.from_pretrained(resolve_model(codec_ref).path), LogMel(spec)
+
+    @torch.inference_mode()
+    def to_codes(wav: torch.Tensor) -> torch.Tensor:
+        return codec.encode(wav[None])[0, 0]
+
+    @torch.inference_mode()
+    def to_mel(codes: torch.Tensor) -> torch.Tensor:
+        return log_mel(codec.decode(codes.reshape(1, 1, -1)))[0]
+
+    return CodecBridge(to_codes, to_mel)
 
 
 @dataclass
@@ -77,17 +102,21 @@ def _judge(judge: PhonemeRecognizer, mel: torch.Tensor) -> list[str]:
         return judge.transcribe(mel[None].float())[0]
 
 
-def _as_mel(model: FlowOmni, frames: torch.Tensor, codes_to_mel: CodesToMel | None) -> torch.Tensor:
+def _as_mel(model: FlowOmni, frames: torch.Tensor, codec: CodecBridge | None) -> torch.Tensor:
     if model.config.output == "mel":
         return frames
-    if codes_to_mel is None:
-        raise ValueError("scoring a codes model needs codes_to_mel (its codec's decoder + LogMel)")
-    return codes_to_mel(frames)
+    if codec is None:
+        raise ValueError("scoring a codes model needs its codec (a CodecBridge)")
+    return codec.to_mel(frames)
 
 
 @torch.inference_mode()
-def teacher_forced_mel(model: FlowOmni, exchange: Exchange) -> torch.Tensor:
+def teacher_forced_frames(model: FlowOmni, exchange: Exchange, codec: CodecBridge | None = None) -> torch.Tensor:
     """Frames sampled at every position from the ground-truth history (one pass; isolates the head)."""
+    if model.config.output == "codes":
+        if codec is None:
+            raise ValueError("teacher forcing a codes model needs its codec (a CodecBridge)")
+        exchange = replace(exchange, answer_mel=codec.to_codes(wav_of(exchange.answer_wav)).float())
     item = make_item("tts", exchange, model)
     batch = collate([item.streams])
     e = model.embed(batch.text, batch.state, batch.frames, torch.Generator().manual_seed(0))
@@ -99,7 +128,7 @@ def teacher_forced_mel(model: FlowOmni, exchange: Exchange) -> torch.Tensor:
 
 
 def score_tts(model: FlowOmni, judge: PhonemeRecognizer, exchanges: list[Exchange], options: GenerationOptions,
-              codes_to_mel: CodesToMel | None = None) -> TTSScores:
+              codec: CodecBridge | None = None) -> TTSScores:
     refs = phonemize([e.answer for e in exchanges])
     hyps, forced, ref_hyps, dtw, dtw_mean, ratios, stops = [], [], [], [], [], [], []
     wall, audio_seconds = 0.0, 0.0
@@ -109,10 +138,10 @@ def score_tts(model: FlowOmni, judge: PhonemeRecognizer, exchanges: list[Exchang
         start = time.perf_counter()
         result = generate(model, "tts", exchange.answer, options=options)
         wall += time.perf_counter() - start
-        gen_mel = _as_mel(model, result.frames, codes_to_mel)
+        gen_mel = _as_mel(model, result.frames, codec)
         audio_seconds += gen_mel.shape[0] / model.config.mel_spec.frame_rate
         hyps.append(_judge(judge, gen_mel))
-        forced.append(_judge(judge, _as_mel(model, teacher_forced_mel(model, exchange), codes_to_mel)))
+        forced.append(_judge(judge, _as_mel(model, teacher_forced_frames(model, exchange, codec), codec)))
         ref_hyps.append(_judge(judge, ref_mel))
         dtw.append(dtw_mel_distance(gen_mel, ref_mel))
         dtw_mean.append(dtw_mel_distance(mean_frame.expand(ref_mel.shape[0], -1), ref_mel))
@@ -124,10 +153,9 @@ def score_tts(model: FlowOmni, judge: PhonemeRecognizer, exchanges: list[Exchang
                      len(exchanges))
 
 
-def codec_ceiling_per(judge: PhonemeRecognizer, exchanges: list[Exchange],
-                      resynthesized: Callable[[torch.Tensor], torch.Tensor]) -> float:
-    """The judge's PER on a codec's resynthesis (wav -> log-mel) of the references: the best its codes can do."""
-    hyps = [_judge(judge, resynthesized(wav_of(e.answer_wav))) for e in exchanges]
+def codec_ceiling_per(judge: PhonemeRecognizer, exchanges: list[Exchange], codec: CodecBridge) -> float:
+    """The judge's PER on a codec's resynthesis of the references: the best its codes can do."""
+    hyps = [_judge(judge, codec.to_mel(codec.to_codes(wav_of(e.answer_wav)))) for e in exchanges]
     return phone_error_rate(hyps, phonemize([e.answer for e in exchanges]))
 
 
@@ -136,7 +164,7 @@ def _normalized(text: str) -> str:
 
 
 def score_dialogue(model: FlowOmni, judge: PhonemeRecognizer, corpus: DialogueCorpus, options: GenerationOptions,
-                   snr_db: float | None = None, codes_to_mel: CodesToMel | None = None) -> DialogueScores:
+                   snr_db: float | None = None, codec: CodecBridge | None = None) -> DialogueScores:
     """ASR on the statements, S2S and T2T on the dialogues; spoken prompts get noise at ``snr_db``."""
     log_mel = LogMel(model.config.mel_spec)
 
@@ -155,7 +183,7 @@ def score_dialogue(model: FlowOmni, judge: PhonemeRecognizer, corpus: DialogueCo
     for i, exchange in enumerate(corpus.dialogues):
         spoken = generate(model, "s2s", speech_mel=heard(exchange, 10_000 + i), options=options)
         s2s_right += _normalized(spoken.text) == _normalized(exchange.answer)
-        frames = _as_mel(model, spoken.frames, codes_to_mel) if spoken.frames.shape[0] else None
+        frames = _as_mel(model, spoken.frames, codec) if spoken.frames.shape[0] else None
         hyps.append(_judge(judge, frames) if frames is not None else [])
         written = generate(model, "t2t", exchange.prompt, options=options).text
         t2t_right += _normalized(written) == _normalized(exchange.answer)

@@ -8,7 +8,7 @@ import torch
 
 from pipelines.data.phonemes import PHONEME_INVENTORY
 from pipelines.flow_omni.data import DialogueCorpus, Exchange
-from pipelines.flow_omni.evaluate import add_noise, codec_ceiling_per, score_dialogue, score_tts
+from pipelines.flow_omni.evaluate import CodecBridge, add_noise, codec_ceiling_per, score_dialogue, score_tts
 from pipelines.flow_omni.generate import GenerationOptions
 from tests.pipelines.test_flow_omni import small_model
 from tokenizers_media.speech.recognizer import PhonemeRecognizer, PhonemeRecognizerConfig
@@ -57,11 +57,11 @@ def test_dialogue_scores_for_mel_and_codes_models() -> None:
     mel = score_dialogue(small_model(), judge(), data, options, snr_db=5.0)
     assert mel.questions == 1 and 0 <= mel.s2s_accuracy <= 1 and 0 <= mel.t2t_accuracy <= 1 and mel.asr_cer > 0
 
-    def codes_to_mel(codes: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.one_hot(codes, 16).float() - 4
-
-    codes = score_dialogue(small_model(output="codes"), judge(), data, options, None, codes_to_mel)
+    codec = CodecBridge(to_codes=lambda wav: torch.zeros(wav.numel() // 320, dtype=torch.long),
+                        to_mel=lambda codes: torch.nn.functional.one_hot(codes.long(), 16).float() - 4)
+    codes_model = small_model(output="codes")
+    codes = score_dialogue(codes_model, judge(), data, options, None, codec)
     assert codes.s2s_per >= 0
-    ceiling = codec_ceiling_per(judge(), data.statements, lambda wav: codes_to_mel(torch.zeros(wav.numel() // 320,
-                                                                                              dtype=torch.long)))
-    assert ceiling > 0
+    assert codec_ceiling_per(judge(), data.statements, codec) > 0
+    tts = score_tts(codes_model, judge(), data.statements, GenerationOptions(max_groups=3), codec)
+    assert tts.utterances == 2 and tts.teacher_forced_per >= 0
