@@ -303,6 +303,16 @@ def train_xar_command(
     typer.echo(f"saved {out} at step {info['step']} (loss {info['loss']:.4f}, {info['wall_s']:.0f} s)")
 
 
+def _weights(text: str, count: int) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError as err:
+        raise typer.BadParameter(f"expected {count} comma-separated numbers, got {text!r}") from err
+    if len(values) != count or min(values) < 0 or sum(values) <= 0:
+        raise typer.BadParameter(f"expected {count} non-negative weights with a positive sum, got {text!r}")
+    return values
+
+
 @app.command("flow-omni")
 def train_flow_omni_command(
     out: Path = typer.Option(..., "-o", "--out", help="Model directory to write (resumes its checkpoint)."),
@@ -319,15 +329,19 @@ def train_flow_omni_command(
     progress: bool = typer.Option(True, help="Show a progress bar."),
     stop_at: int | None = typer.Option(None, help="End this session after this step (resume later)."),
     save_dtype: str = typer.Option("float32", help="dtype of the saved weights: float32 or float16."),
+    task_weights: str = typer.Option("0.2,0.4,0.3,0.1", help="Sampling weights of asr,tts,s2s,t2t."),
 ) -> None:
-    """Train Flow-Omni (text + speech-state streams, flow-matching mel head) on espeak dialogue."""
+    """Train Flow-Omni (text + speech-state streams, flow-matching mel head) on espeak dialogue.
+
+    Re-running on the same --out resumes its checkpoint; a larger --steps extends the run (the cosine schedule is
+    recomputed for the new total)."""
     from pipelines.flow_omni.train import FlowOmniTrainConfig, train_flow_omni
 
     start_run(threads)
     try:
         config = FlowOmniTrainConfig(preset=preset, output=output, codec=codec, steps=steps, batch_size=batch_size,
                                      lr=lr, num_statements=statements, num_dialogues=dialogues, seed=seed,
-                                     save_dtype=save_dtype)
+                                     save_dtype=save_dtype, task_weights=_weights(task_weights, 4))
         train_flow_omni(config, out, show_progress=progress, stop_at=stop_at)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
