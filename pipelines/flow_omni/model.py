@@ -25,14 +25,14 @@ from pipelines.flow_omni.flow_head import FlowHead
 from pipelines.flow_omni.speech_encoder import SpeechEncoder
 from pipelines.flow_omni.streams import NUM_STATES, STATE_GEN, STATE_START, STATE_STOP, StreamBatch
 from pipelines.flow_omni.text import DEFAULT_CHARACTERS, CharTokenizer
-from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_model
-from tokenizers_media.speech.mel import MelSpec, mel_floor_value
+from tokenizers_media.modeling import PretrainedModel, register_model
+from tokenizers_media.speech.mel import MelFrontendConfig, mel_floor_value
 
 OUTPUTS = ("mel", "codes")
 
 
 @dataclasses.dataclass(frozen=True)
-class FlowOmniConfig(ModelConfig):
+class FlowOmniConfig(MelFrontendConfig):
     """Hyper-parameters of Flow-Omni.
 
     Args:
@@ -51,7 +51,7 @@ class FlowOmniConfig(ModelConfig):
         prenet_dropout: dropout of the frame pre-net, kept at inference (MELLE).
         readout_weight: weight of the auxiliary L1 + L2 linear read-out of the frames (FELLE's condition loss).
         stop_weight: class weight of ``start`` / ``stop`` in the state cross-entropy (one positive each).
-        sample_rate / n_fft / hop_length / n_mels / f_min / f_max: the mel front-end (``MelSpec``).
+        (inherited) the mel front-end of the frames it reads and writes.
     """
 
     characters: str = DEFAULT_CHARACTERS
@@ -79,22 +79,12 @@ class FlowOmniConfig(ModelConfig):
     prenet_dropout: float = 0.5
     readout_weight: float = 1.0
     stop_weight: float = 20.0
-    sample_rate: int = 24_000
-    n_fft: int = 1280
-    hop_length: int = 320
-    n_mels: int = 80
-    f_min: float = 0.0
-    f_max: float = 12_000.0
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.frames_per_step < 1 or self.delay < 0:
             raise ValueError("frames_per_step must be >= 1 and delay >= 0")
-
-    @property
-    def mel_spec(self) -> MelSpec:
-        return MelSpec(self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.f_min, self.f_max)
 
     @property
     def group_dim(self) -> int:

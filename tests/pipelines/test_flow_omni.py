@@ -164,7 +164,7 @@ def test_training_steps_reduce_the_loss() -> None:
     first = None
     for _ in range(40):
         loss = training_loss(model, items)["loss"]
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchaudio.transforms import MelSpectrogram
 
+from tokenizers_media.modeling import ModelConfig
+
 LOG_MEL_FLOOR = 1e-5
 """Magnitude floor before the log (spec flow_omni.md §8): keeps silence finite and the value range compact."""
 
@@ -37,6 +39,26 @@ class MelSpec:
 
     def num_frames(self, samples: int) -> int:
         return math.ceil(samples / self.hop_length)
+
+
+@dataclass(frozen=True)
+class MelFrontendConfig(ModelConfig):
+    """Base of the configs of models that read or write log-mel frames: the front-end, as config fields.
+
+    Args:
+        sample_rate, n_fft, hop_length, n_mels, f_min, f_max: the :class:`MelSpec` of the frames.
+    """
+
+    sample_rate: int = MelSpec.sample_rate
+    n_fft: int = MelSpec.n_fft
+    hop_length: int = MelSpec.hop_length
+    n_mels: int = MelSpec.n_mels
+    f_min: float = MelSpec.f_min
+    f_max: float = MelSpec.f_max
+
+    @property
+    def mel_spec(self) -> MelSpec:
+        return MelSpec(self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.f_min, self.f_max)
 
 
 class LogMel(nn.Module):

@@ -23,14 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_model
-from tokenizers_media.speech.mel import MelSpec, mel_floor_value
+from tokenizers_media.modeling import PretrainedModel, register_model
+from tokenizers_media.speech.mel import MelFrontendConfig, mel_floor_value
 
 BLANK_ID = 0
 
 
 @dataclass(frozen=True)
-class PhonemeRecognizerConfig(ModelConfig):
+class PhonemeRecognizerConfig(MelFrontendConfig):
     """Hyper-parameters.
 
     Args:
@@ -39,7 +39,7 @@ class PhonemeRecognizerConfig(ModelConfig):
             as strings when empty.
         dim, layers, heads, ffn_dim, dropout: transformer encoder size.
         conv_kernel: kernel of the two front-end convs (the first has stride 2, so both run at half rate).
-        sample_rate, n_fft, hop_length, n_mels, f_min, f_max: the :class:`MelSpec` of the input frames.
+        (inherited) the mel front-end of the input frames.
     """
 
     vocab_size: int = 70
@@ -50,12 +50,6 @@ class PhonemeRecognizerConfig(ModelConfig):
     ffn_dim: int = 512
     dropout: float = 0.1
     conv_kernel: int = 5
-    sample_rate: int = MelSpec.sample_rate
-    n_fft: int = MelSpec.n_fft
-    hop_length: int = MelSpec.hop_length
-    n_mels: int = MelSpec.n_mels
-    f_min: float = MelSpec.f_min
-    f_max: float = MelSpec.f_max
 
     def __post_init__(self) -> None:
         if self.symbols and len(self.symbols) != self.vocab_size:
@@ -65,9 +59,6 @@ class PhonemeRecognizerConfig(ModelConfig):
         if self.conv_kernel % 2 == 0:
             raise ValueError(f"conv_kernel must be odd, got {self.conv_kernel}")
 
-    @property
-    def mel_spec(self) -> MelSpec:
-        return MelSpec(self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.f_min, self.f_max)
 
 
 def _sinusoids(length: int, dim: int) -> torch.Tensor:

@@ -23,18 +23,17 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_model
+from tokenizers_media.modeling import PretrainedModel, register_model
 from tokenizers_media.nn.vocos import ISTFTHead, VocosBackbone, WaveformGrid
-from tokenizers_media.speech.mel import MelSpec, mel_floor_value
+from tokenizers_media.speech.mel import MelFrontendConfig, mel_floor_value
 
 
 @dataclass(frozen=True)
-class MelVocoderConfig(ModelConfig):
+class MelVocoderConfig(MelFrontendConfig):
     """Hyper-parameters; defaults are Vocos' published 24 kHz mel vocoder sizes on this repo's mel grid.
 
     Args:
-        sample_rate, n_fft, hop_length, n_mels, f_min, f_max: the mel front-end the vocoder reads (must match
-            the :class:`MelSpec` that made the frames; the ISTFT head uses the same n_fft / hop).
+        (inherited) the mel front-end the vocoder reads; the ISTFT head uses the same n_fft / hop.
         dim: backbone width (512).
         intermediate_dim: ConvNeXt MLP width (1536).
         num_layers: ConvNeXt blocks (8).
@@ -43,12 +42,6 @@ class MelVocoderConfig(ModelConfig):
         pos_net_dropout: dropout inside the pos_net ResnetBlocks (0.1).
     """
 
-    sample_rate: int = 24_000
-    n_fft: int = 1280
-    hop_length: int = 320
-    n_mels: int = 80
-    f_min: float = 0.0
-    f_max: float = 12_000.0
     dim: int = 512
     intermediate_dim: int = 1536
     num_layers: int = 8
@@ -60,11 +53,6 @@ class MelVocoderConfig(ModelConfig):
             raise ValueError(f"need 0 < hop_length <= n_fft, got hop {self.hop_length}, n_fft {self.n_fft}")
         if min(self.dim, self.intermediate_dim, self.num_layers, self.n_mels) < 1:
             raise ValueError("dim, intermediate_dim, num_layers and n_mels must be >= 1")
-
-    @property
-    def mel_spec(self) -> MelSpec:
-        """The front-end whose frames this vocoder inverts."""
-        return MelSpec(self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.f_min, self.f_max)
 
 
 @register_model
