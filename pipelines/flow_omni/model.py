@@ -24,7 +24,7 @@ from transformers import Qwen2Config, Qwen2Model
 from pipelines.flow_omni.flow_head import FlowHead
 from pipelines.flow_omni.speech_encoder import SpeechEncoder
 from pipelines.flow_omni.streams import NUM_STATES, STATE_GEN, STATE_START, STATE_STOP, StreamBatch
-from pipelines.flow_omni.text import DEFAULT_CHARACTERS, CharTokenizer
+from pipelines.flow_omni.text import DEFAULT_CHARACTERS, SPECIALS, CharTokenizer
 from tokenizers_media.modeling import PretrainedModel, register_model
 from tokenizers_media.speech.mel import MelFrontendConfig, mel_floor_value
 
@@ -92,7 +92,7 @@ class FlowOmniConfig(MelFrontendConfig):
         return self.frames_per_step * (self.n_mels if self.output == "mel" else 1)
 
     def qwen2(self, layers: int) -> Qwen2Config:
-        return Qwen2Config(vocab_size=len(self.characters) + 6, hidden_size=self.hidden_size,
+        return Qwen2Config(vocab_size=len(SPECIALS) + len(self.characters), hidden_size=self.hidden_size,
                            num_hidden_layers=layers, num_attention_heads=self.num_heads,
                            num_key_value_heads=self.num_kv_heads, intermediate_size=self.intermediate_size,
                            rope_theta=self.rope_theta, max_position_embeddings=self.max_positions,
@@ -148,6 +148,7 @@ class FlowOmni(PretrainedModel):
         self.state_head = nn.Linear(hidden, NUM_STATES)
         self.encoder = SpeechEncoder(config.n_mels, config.encoder_dim, config.encoder_layers, config.encoder_heads,
                                      config.encoder_stack, hidden)
+        # Fed hidden states, never tokens: its token table (specials only) is unused but part of the layout.
         self.output_module = Qwen2Model(dataclasses.replace(config, characters="").qwen2(config.head_layers))
         if config.output == "mel":
             self.prenet = Prenet(config.group_dim, hidden, config.prenet_dropout)
