@@ -87,18 +87,20 @@ class _Decoder:
 
 
 def _prompt_embeds(model: FlowOmni, task: str, text: str | None, speech_mel: torch.Tensor | None) -> torch.Tensor:
-    group_dim = model.config.group_dim
+    group_dim, device = model.config.group_dim, model.mel_mean.device
     if task in SPEECH_IN:
         if speech_mel is None:
             raise ValueError(f"task {task!r} needs speech_mel (F, n_mels)")
-        vectors = model.encode_speech(speech_mel[None].float())[0]
+        vectors = model.encode_speech(speech_mel[None].float().to(device))[0]
         prompt = prompt_streams(task, group_dim, speech_positions=vectors.shape[0])
-        e = model.embed(prompt.text[None], prompt.state[None], prompt.frames[None])
-        return e + model.place_speech(e, prompt.speech_slot[None], [vectors])
-    if not text:
+    elif not text:
         raise ValueError(f"task {task!r} needs text")
-    prompt = prompt_streams(task, group_dim, model.tokenizer.encode(text))
-    return model.embed(prompt.text[None], prompt.state[None], prompt.frames[None])
+    else:
+        prompt = prompt_streams(task, group_dim, model.tokenizer.encode(text))
+    e = model.embed(prompt.text[None].to(device), prompt.state[None].to(device), prompt.frames[None].to(device))
+    if task in SPEECH_IN:
+        e = e + model.place_speech(e, prompt.speech_slot[None].to(device), [vectors])
+    return e
 
 
 def _next_text(model: FlowOmni, hidden: torch.Tensor, forced: list[int] | None, emitted: int) -> int:
@@ -118,7 +120,8 @@ def stream(model: FlowOmni, task: str, text: str | None = None, speech_mel: torc
     ``speech_mel`` is the raw log-mel (F, n_mels) of the spoken prompt for ``asr`` / ``s2s``.
     """
     options = options or GenerationOptions()
-    generator = torch.Generator(device="cpu").manual_seed(options.seed)
+    device = model.mel_mean.device
+    generator = torch.Generator(device=device).manual_seed(options.seed)
     forced = model.tokenizer.encode(text) if task == "tts" else None
     speaks, delay = task in SPEECH_OUT, model.config.delay
     decoder = _Decoder(model, options.use_cache)
@@ -139,8 +142,9 @@ def stream(model: FlowOmni, task: str, text: str | None = None, speech_mel: torc
         yield StepEvent(step, model.tokenizer.decode([token]), None if group is None else _frames(model, group))
         if text_done and speech_done:
             return
-        groups_in = group if group is not None else torch.zeros(1, model.config.group_dim)
-        e = model.embed(torch.tensor([[token]]), torch.tensor([[state]]), groups_in[None], generator)
+        groups_in = group if group is not None else torch.zeros(1, model.config.group_dim, device=device)
+        e = model.embed(torch.tensor([[token]], device=device), torch.tensor([[state]], device=device), groups_in[None],
+                        generator)
         hidden, cond = decoder(e)
 
 
@@ -159,8 +163,9 @@ def _next_state(model: FlowOmni, hidden: torch.Tensor, step: int, delay: int, gr
 
 
 def _frames(model: FlowOmni, group: torch.Tensor) -> torch.Tensor:
+    """A sampled group as frames on the CPU, where the vocoders and callers read them."""
     frames = model.groups_to_frames(group[0][None])
-    return model.denormalize_mel(frames) if model.config.output == "mel" else frames.long()
+    return (model.denormalize_mel(frames) if model.config.output == "mel" else frames.long()).cpu()
 
 
 def generate(model: FlowOmni, task: str, text: str | None = None, speech_mel: torch.Tensor | None = None,
