@@ -307,7 +307,7 @@ def _weights(text: str, count: int) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError as err:
-        raise typer.BadParameter(f"expected {count} comma-separated numbers, got {text!r}") from err
+        raise typer.BadParameter(f"expected {count} comma-separated weights, got {text!r}") from err
     if len(values) != count or min(values) < 0 or sum(values) <= 0:
         raise typer.BadParameter(f"expected {count} non-negative weights with a positive sum, got {text!r}")
     return values

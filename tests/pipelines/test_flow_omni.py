@@ -177,3 +177,14 @@ def test_paper_preset_has_qwen2_05b_decoder_sizes() -> None:
     body = sum(p.numel() for n, p in model.llm.named_parameters() if "embed_tokens" not in n)
     assert 355e6 < body < 362e6  # Qwen2-0.5B: 494 M in all, 136 M of them the 151,936-token embedding
     assert model.config.hidden_size == 896 and len(model.llm.layers) == 24
+
+
+@pytest.mark.parametrize("weights", ["1,2", "1,2,x,4", "0,0,0,0", "-1,1,1,1"])
+def test_train_command_rejects_bad_task_weights(tmp_path: Path, weights: str) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    result = CliRunner().invoke(app, ["train", "flow-omni", "-o", str(tmp_path / "run"), "--task-weights", weights])
+    assert result.exit_code == 2 and "weights" in result.output
+    assert not (tmp_path / "run").exists()  # rejected before any data or model is built
