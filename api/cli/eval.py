@@ -191,8 +191,9 @@ def flow_omni_command(
 
     import torch
 
+    from pipelines.flow_omni.codec import codec_bridge
     from pipelines.flow_omni.data import build_dialogue_corpus
-    from pipelines.flow_omni.evaluate import as_rows, codec_bridge, codec_ceiling_per, score_dialogue, score_tts
+    from pipelines.flow_omni.evaluate import as_rows, codec_ceiling_per, score_dialogue, score_tts
     from pipelines.flow_omni.generate import GenerationOptions
     from pipelines.flow_omni.model import FlowOmni
     from pipelines.zoo import resolve_model

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pipelines.data.dialogue import ANSWER_PITCH, ANSWER_SPEED, ANSWER_VOICE, QUESTION_VOICES, qa_pairs, statements
-from pipelines.data.speech import PITCH_RANGE, SPEED_RANGE, default_cache_dir, synthesize
+from pipelines.data.speech import PITCH_RANGE, SPEED_RANGE, default_cache_dir, synthesize, to_int16
 from pipelines.flow_omni.streams import SPEECH_IN, SPEECH_OUT, Streams, answer_streams, concat, prompt_streams
 from tokenizers_media.speech.mel import LogMel, MelSpec
 
@@ -64,8 +64,7 @@ def _speak(pairs: list[tuple[str, str]], rng: np.random.Generator, log_mel: LogM
         q, a = question_speech(prompt, rng), answer_speech(answer)
         with torch.no_grad():
             mels = [log_mel(w[None])[0].half() for w in (q, a)]
-        q16, a16 = ((w.clamp(-1, 1) * 32767).round().to(torch.int16) for w in (q, a))
-        out.append(Exchange(prompt, answer, *mels, a16, q16 if keep_prompts else None))
+        out.append(Exchange(prompt, answer, *mels, to_int16(a), to_int16(q) if keep_prompts else None))
     return out
 
 

@@ -17,48 +17,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
 from pipelines.data.phonemes import phonemize
+from pipelines.data.speech import from_int16
+from pipelines.flow_omni.codec import CodecBridge
 from pipelines.flow_omni.data import DialogueCorpus, Exchange, make_item
 from pipelines.flow_omni.generate import GenerationOptions, generate
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.flow_omni.streams import collate
 from pipelines.speech_metrics import dtw_mel_distance, edit_distance, phone_error_rate
-from tokenizers_media.speech.mel import LogMel, MelSpec
+from tokenizers_media.speech.mel import LogMel
 from tokenizers_media.speech.recognizer import PhonemeRecognizer
-
-
-@dataclass(frozen=True)
-class CodecBridge:
-    """How the codes baseline meets mel space: its codec's encoder and decoder (+ ``LogMel``)."""
-
-    to_codes: Callable[[torch.Tensor], torch.Tensor]
-    """Waveform (T,) -> codes (F,)."""
-    to_mel: Callable[[torch.Tensor], torch.Tensor]
-    """Codes (F,) -> log-mel (F', n_mels) of the decoded audio."""
-
-
-def codec_bridge(codec_ref: str, spec: MelSpec) -> CodecBridge:
-    """A zoo WavTokenizer (name or directory) as a :class:`CodecBridge` into ``spec``'s log-mel."""
-    from pipelines.zoo import resolve_model
-    from tokenizers_media.audio.wavtokenizer import WavTokenizer
-
-    codec, log_mel = WavTokenizer.from_pretrained(resolve_model(codec_ref).path), LogMel(spec)
-
-    @torch.inference_mode()
-    def to_codes(wav: torch.Tensor) -> torch.Tensor:
-        return codec.encode(wav[None])[0, 0]
-
-    @torch.inference_mode()
-    def to_mel(codes: torch.Tensor) -> torch.Tensor:
-        return log_mel(codec.decode(codes.reshape(1, 1, -1)))[0]
-
-    return CodecBridge(to_codes, to_mel)
 
 
 @dataclass
@@ -82,10 +55,6 @@ class DialogueScores:
     s2s_per: float
     t2t_accuracy: float
     questions: int
-
-
-def wav_of(samples: torch.Tensor) -> torch.Tensor:
-    return samples.float() / 32767.0
 
 
 def add_noise(wav: torch.Tensor, snr_db: float | None, seed: int) -> torch.Tensor:
@@ -116,7 +85,7 @@ def teacher_forced_frames(model: FlowOmni, exchange: Exchange, codec: CodecBridg
     if model.config.output == "codes":
         if codec is None:
             raise ValueError("teacher forcing a codes model needs its codec (a CodecBridge)")
-        exchange = replace(exchange, answer_mel=codec.to_codes(wav_of(exchange.answer_wav)).float())
+        exchange = replace(exchange, answer_mel=codec.to_codes(from_int16(exchange.answer_wav)).float())
     item = make_item("tts", exchange, model)
     batch = collate([item.streams])
     e = model.embed(batch.text, batch.state, batch.frames, torch.Generator().manual_seed(0))
@@ -155,7 +124,7 @@ def score_tts(model: FlowOmni, judge: PhonemeRecognizer, exchanges: list[Exchang
 
 def codec_ceiling_per(judge: PhonemeRecognizer, exchanges: list[Exchange], codec: CodecBridge) -> float:
     """The judge's PER on a codec's resynthesis of the references: the best its codes can do."""
-    hyps = [_judge(judge, codec.to_mel(codec.to_codes(wav_of(e.answer_wav)))) for e in exchanges]
+    hyps = [_judge(judge, codec.to_mel(codec.to_codes(from_int16(e.answer_wav)))) for e in exchanges]
     return phone_error_rate(hyps, phonemize([e.answer for e in exchanges]))
 
 
@@ -172,7 +141,7 @@ def score_dialogue(model: FlowOmni, judge: PhonemeRecognizer, corpus: DialogueCo
         if exchange.prompt_wav is None:
             raise ValueError("scoring spoken prompts needs an eval corpus that kept its prompt waveforms")
         with torch.inference_mode():
-            return log_mel(add_noise(wav_of(exchange.prompt_wav), snr_db, seed=i)[None])[0]
+            return log_mel(add_noise(from_int16(exchange.prompt_wav), snr_db, seed=i)[None])[0]
 
     edits = chars = 0
     for i, exchange in enumerate(corpus.statements):

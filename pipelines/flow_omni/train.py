@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from pipelines.data.speech import from_int16
+from pipelines.flow_omni.codec import CodecBridge, codec_bridge
 from pipelines.flow_omni.data import DialogueCorpus, TrainingItem, build_dialogue_corpus, make_item, mel_statistics
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.flow_omni.streams import TASKS, collate
-from pipelines.training.common import cosine_schedule
+from pipelines.training.common import cosine_schedule, progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -78,21 +79,10 @@ def training_loss(model: FlowOmni, items: list[TrainingItem]) -> dict[str, torch
     return model(collate([item.streams for item in items]), speech)
 
 
-def attach_codes(corpus: DialogueCorpus, codec_ref: str) -> None:
+def attach_codes(corpus: DialogueCorpus, codec: CodecBridge) -> None:
     """Replace each answer's mel by its codec codes (as floats), for the discrete baseline."""
-    from pipelines.zoo import resolve_model
-    from tokenizers_media.audio.wavtokenizer import WavTokenizer
-
-    codec = WavTokenizer.from_pretrained(resolve_model(codec_ref).path)
-    with torch.inference_mode():
-        for exchange in corpus.statements + corpus.dialogues:
-            wav = exchange.answer_wav.float()[None] / 32767.0
-            exchange.answer_mel = codec.encode(wav)[0, 0].float()
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]flow-omni"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), disable=not enabled)
+    for exchange in corpus.statements + corpus.dialogues:
+        exchange.answer_mel = codec.to_codes(from_int16(exchange.answer_wav)).float()
 
 
 def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_progress: bool = True,
@@ -106,7 +96,7 @@ def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_pr
                                    model.config.mel_spec)
     model.set_mel_stats(*mel_statistics(corpus))
     if config.output == "codes":
-        attach_codes(corpus, config.codec)
+        attach_codes(corpus, codec_bridge(config.codec, model.config.mel_spec))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = cosine_schedule(optimizer, config.steps, config.warmup_steps, min_ratio=0.05)
     step, log, wall = 0, [], 0.0
@@ -121,7 +111,7 @@ def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_pr
     sampler = ItemSampler(corpus, model, config.task_weights, config.seed + step)
     last = min(config.steps, stop_at or config.steps)
     model.train()
-    with _progress(show_progress) as bar:
+    with progress_bar("flow-omni", show_progress) as bar:
         task = bar.add_task("train", total=config.steps, completed=step, losses="")
         while step < last:
             start = time.perf_counter()

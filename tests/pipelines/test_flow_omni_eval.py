@@ -7,8 +7,9 @@ import math
 import torch
 
 from pipelines.data.phonemes import PHONEME_INVENTORY
+from pipelines.flow_omni.codec import CodecBridge
 from pipelines.flow_omni.data import DialogueCorpus, Exchange
-from pipelines.flow_omni.evaluate import CodecBridge, add_noise, codec_ceiling_per, score_dialogue, score_tts
+from pipelines.flow_omni.evaluate import add_noise, codec_ceiling_per, score_dialogue, score_tts
 from pipelines.flow_omni.generate import GenerationOptions
 from tests.pipelines.test_flow_omni import small_model
 from tokenizers_media.speech.recognizer import PhonemeRecognizer, PhonemeRecognizerConfig
