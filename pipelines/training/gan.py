@@ -7,6 +7,7 @@ sides (the discriminators' schedule spans only the steps after ``mel_only_steps`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from pipelines.data.crops import CropSampler
-from pipelines.training.common import STATE_NAME, cosine_schedule
+from pipelines.training.common import STATE_NAME, JsonTrainConfig, cosine_schedule
 from tokenizers_media.audio.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
 from tokenizers_media.audio.losses import (
     MelLoss,
@@ -24,18 +25,57 @@ from tokenizers_media.audio.losses import (
 )
 
 
+@dataclass(frozen=True)
+class GanTrainConfig(JsonTrainConfig):
+    """The knobs every GAN audio run has (saved as ``train_config.json``); trainers subclass it, add their own
+    fields and override defaults by redeclaring them."""
+
+    preset: str = "tiny"
+    model_overrides: tuple[tuple[str, Any], ...] = ()
+    """``(field, value)`` pairs applied to the preset config (tests use them for a tinier model)."""
+    steps: int = 3000
+    batch_size: int = 8
+    crop_seconds: float = 1.0
+    lr: float = 2e-4
+    disc_lr: float = 2e-4
+    betas: tuple[float, float] = (0.8, 0.9)
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up before the cosine decay (official: 0)."""
+    min_lr_ratio: float = 0.0
+    mel_only_steps: int = 0
+    """Generator steps on the reconstruction losses alone before the discriminators start."""
+    mel_coeff: float = 45.0
+    mrd_coeff: float = 1.0
+    mpd_width: int = 32
+    mrd_width: int = 64
+    grad_clip: float = 1000.0
+    train_utterances: int = 400
+    """Utterances of the espeak-ng codec corpus (10 voices)."""
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "train_utterances", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if min(self.mel_only_steps, self.warmup_steps) < 0:
+            raise ValueError("mel_only_steps and warmup_steps must be >= 0")
+        if self.crop_seconds <= 0:
+            raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
+
+
 class GanTrainer:
     """The generator ``model`` (from :meth:`build_model`), both discriminators, their optimizers and schedules.
 
-    ``config`` is a train-config dataclass with the fields read here (``seed``, ``lr``, ``disc_lr``, ``betas``,
-    ``weight_decay``, ``steps``, ``warmup_steps``, ``min_lr_ratio``, ``mel_only_steps``, ``mpd_width``,
-    ``mrd_width``, ``mrd_coeff``, ``grad_clip``); a subclass writes ``train_step`` from the helpers below.
+    A subclass writes ``build_model`` and ``train_step`` from the helpers below.
     """
 
     PARTS = ("model", "mpd", "mrd", "opt_g", "opt_d", "sched_g", "sched_d", "sampler")
     """What a checkpoint holds besides the step and the torch RNG state."""
 
-    def __init__(self, config: Any, sampler: CropSampler) -> None:
+    def __init__(self, config: GanTrainConfig, sampler: CropSampler) -> None:
         self.config, self.sampler = config, sampler
         torch.manual_seed(config.seed)
         self.model = self.build_model()

@@ -21,15 +21,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from pipelines.data.crops import CropSampler
 from pipelines.data.dialogue import ANSWER_PITCH, ANSWER_SPEED, ANSWER_VOICE, all_sentences
 from pipelines.data.speech import build_corpus, synthesize
-from pipelines.training.common import STATE_NAME, JsonTrainConfig, open_run_dir, progress_bar
-from pipelines.training.gan import GanTrainer
+from pipelines.training.common import STATE_NAME, open_run_dir, progress_bar
+from pipelines.training.gan import GanTrainConfig, GanTrainer
 from tokenizers_media.speech.mel import LogMel
 from tokenizers_media.speech.vocoder import MelVocoder
 
@@ -37,47 +36,22 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class VocoderTrainConfig(JsonTrainConfig):
+class VocoderTrainConfig(GanTrainConfig):
     """Every knob of a vocoder run (saved as ``train_config.json``)."""
 
-    preset: str = "tiny"
-    model_overrides: tuple[tuple[str, Any], ...] = ()
-    """``(field, value)`` pairs applied to the preset config (tests use a tinier model)."""
-    steps: int = 3000
-    batch_size: int = 8
-    crop_seconds: float = 1.0
     lr: float = 5e-4
-    disc_lr: float = 2e-4
-    betas: tuple[float, float] = (0.8, 0.9)
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-    mel_only_steps: int = 0
-    """Generator steps on the mel loss alone before the discriminators start."""
-    mel_coeff: float = 45.0
+    mpd_width: int = 8
+    mrd_width: int = 16
     input_mel_coeff: float = 0.0
     """Weight of an extra L1 between the output's log-mel and the input frames (80-bin, floor 1e-5): not in
     Vocos; the 100-bin loss's 1e-7 floor makes near-silent bins dominate it, this one weighs what is heard."""
-    mrd_coeff: float = 1.0
-    mpd_width: int = 8
-    mrd_width: int = 16
-    grad_clip: float = 1000.0
-    train_utterances: int = 400
-    """Codec-corpus utterances (10 voices)."""
     answer_utterances: int = 200
     """Dialogue sentences spoken by the answer voice."""
-    seed: int = 0
-    checkpoint_every: int = 100
-    log_every: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "train_utterances", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if min(self.mel_only_steps, self.warmup_steps, self.answer_utterances) < 0:
-            raise ValueError("mel_only_steps, warmup_steps and answer_utterances must be >= 0")
-        if self.crop_seconds <= 0:
-            raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
+        super().__post_init__()
+        if self.answer_utterances < 0:
+            raise ValueError(f"answer_utterances must be >= 0, got {self.answer_utterances}")
 
 
 def training_clips(config: VocoderTrainConfig, cache_dir: str | Path | None = None) -> list[torch.Tensor]:

@@ -30,15 +30,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from pipelines.data.crops import CropSampler
 from pipelines.data.speech import build_corpus
-from pipelines.training.common import STATE_NAME, JsonTrainConfig, open_run_dir, progress_bar
-from pipelines.training.gan import GanTrainer
+from pipelines.training.common import STATE_NAME, open_run_dir, progress_bar
+from pipelines.training.gan import GanTrainConfig, GanTrainer
 from tokenizers_media.audio.wavtokenizer import WavTokenizer
 from tokenizers_media.nn.conv import WeightNormConv1d
 
@@ -50,24 +49,10 @@ OFFICIAL_BATCH_FRAMES = 40 * 3 * 75
 
 
 @dataclass(frozen=True)
-class TrainConfig(JsonTrainConfig):
+class TrainConfig(GanTrainConfig):
     """Every knob of a WavTokenizer training run (saved as ``train_config.json`` next to the checkpoints)."""
 
-    preset: str = "tiny"
-    model_overrides: tuple[tuple[str, Any], ...] = ()
-    """``(field, value)`` pairs applied to the preset config (tests use them for a tinier model)."""
     steps: int = 6000
-    batch_size: int = 8
-    crop_seconds: float = 1.0
-    lr: float = 2e-4
-    disc_lr: float = 2e-4
-    betas: tuple[float, float] = (0.8, 0.9)
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    """Linear learning-rate warm-up before the cosine decay (official: 0)."""
-    min_lr_ratio: float = 0.0
-    mel_only_steps: int = 0
-    """Generator steps trained on mel + commitment only before the discriminators start."""
     quantizer_warmup_steps: int = 0
     """First steps bypass the quantizer (a plain autoencoder); k-means then initialises the codebook on trained
     encoder features. Not in the official recipe: with a tiny, freshly initialised encoder the first-batch k-means
@@ -78,31 +63,22 @@ class TrainConfig(JsonTrainConfig):
     biases. torch's default init shrinks the signal ~0.58x per conv, so a fresh SEANet's latents vary by ~1e-3 over
     time and the encoder receives ~1000x smaller gradients than the decoder; a CPU-budget run never recovers from
     that (measured: latent std over time 0.001 -> 2.1 with ``kaiming``)."""
-    mel_coeff: float = 45.0
     commit_coeff: float = 1000.0
-    mrd_coeff: float = 1.0
-    mpd_width: int = 32
-    mrd_width: int = 64
-    grad_clip: float = 1000.0
     dead_code_threshold: float | None = None
     """EMA usage under which a code is replaced; ``None`` scales the official 2 by the batch size (see above)."""
-    train_utterances: int = 400
     tone_prob: float = 0.1
     seed: int = 3407
     checkpoint_every: int = 250
     snapshot_every: int = 1000
-    log_every: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "train_utterances", "checkpoint_every", "snapshot_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if min(self.mel_only_steps, self.warmup_steps, self.quantizer_warmup_steps) < 0:
-            raise ValueError("mel_only_steps, warmup_steps and quantizer_warmup_steps must be >= 0")
+        super().__post_init__()
+        if self.snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be >= 1, got {self.snapshot_every}")
+        if self.quantizer_warmup_steps < 0:
+            raise ValueError(f"quantizer_warmup_steps must be >= 0, got {self.quantizer_warmup_steps}")
         if self.encoder_init not in ("default", "kaiming"):
             raise ValueError(f"encoder_init must be 'default' or 'kaiming', got {self.encoder_init!r}")
-        if self.crop_seconds <= 0:
-            raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
 
 
 @torch.no_grad()
