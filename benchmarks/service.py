@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import statistics
 import tempfile
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=50, help="sequential jobs for the overhead measurement")
     parser.add_argument("--throughput-jobs", type=int, default=160)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0,
+                        help="batch gathering window of the batched host (0: continuous batching, the default)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="mf-bench-"))
@@ -119,8 +122,8 @@ def main() -> None:
     os.environ.update({
         "MEDIAFORGE_DATA_DIR": str(root / "data"), "MEDIAFORGE_MODELS_DIR": str(zoo),
         "MEDIAFORGE_WORKER_CONCURRENCY": str(max(args.concurrency, 8)),
-        "MEDIAFORGE_BATCHING": '{"tiny-batched": {"max_batch": 32, "max_wait_ms": 2},'
-                               ' "tiny-unbatched": {"max_batch": 1, "max_wait_ms": 0}}',
+        "MEDIAFORGE_BATCHING": json.dumps({"tiny-batched": {"max_batch": 32, "max_wait_ms": args.max_wait_ms},
+                                           "tiny-unbatched": {"max_batch": 1, "max_wait_ms": 0}}),
     })
     torch.set_num_threads(1)
 

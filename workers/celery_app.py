@@ -44,8 +44,7 @@ def configure_celery(redis_url: str, settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_redirect_stdouts=False,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        worker_send_task_events=True,  # received / started / succeeded / failed, for Flower and `celery events`
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,

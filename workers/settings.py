@@ -16,10 +16,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class BatchConfig(BaseModel):
-    """Dynamic batching inside a model host (like Ray Serve's ``@serve.batch``: max size, max wait)."""
+    """Dynamic batching inside a model host (like Ray Serve's ``@serve.batch``: max size, max wait).
+
+    ``max_wait_ms`` 0 (the default) is continuous batching: a batch is the first waiting call plus every call
+    that queued while the previous batch ran, so a lone job never waits and a busy host still batches. A positive
+    wait gathers more at low load, at that much latency per batch (measured: 2 ms of wait cost about 2.5 ms of
+    p50 latency per sequential job on the 2-core machine, and did not raise throughput at 32 jobs in flight).
+    """
 
     max_batch: int = Field(16, ge=1, le=1024)
-    max_wait_ms: float = Field(2.0, ge=0.0, le=10_000.0)
+    max_wait_ms: float = Field(0.0, ge=0.0, le=10_000.0)
 
 
 class Settings(BaseSettings):
@@ -60,7 +66,7 @@ class Settings(BaseSettings):
     host_num_cpus: float = Field(0.0, ge=0, description="CPUs a host holds in Ray (0: only the memory budget "
                                  "limits how many models a node keeps)")
     batch_max_size: int = Field(16, ge=1)
-    batch_max_wait_ms: float = Field(2.0, ge=0)
+    batch_max_wait_ms: float = Field(0.0, ge=0, description="0: continuous batching (see BatchConfig)")
     batching: dict[str, BatchConfig] = Field(default_factory=dict, description="per model name overrides (JSON)")
     ray_num_cpus: int = Field(2, ge=1, description="embedded Ray only")
     ray_object_store_mb: int = Field(80, ge=40, description="embedded Ray only")

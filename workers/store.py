@@ -85,18 +85,29 @@ def _decode(raw: dict[str, str]) -> JobRecord:
     return JobRecord.model_validate(values)
 
 
-# KEYS: job hash, entered-state counters, queued-per-family counters, events channel.
-# ARGV: new state, ttl (0 = keep), then n and the n allowed current states, then field/value pairs.
-# Returns {status, previous state[, kind, created_at, started_at]}: status 1 moved, 0 refused, -1 no such job.
+def _lua_buckets(buckets: tuple[float, ...]) -> str:
+    """A Lua table of {bound, field label}; labels are Python's ``str`` of the bound, as :meth:`observe` writes."""
+    return "{" + ", ".join(f"{{{b!r}, '{b}'}}" for b in buckets) + "}"
+
+
+# KEYS: job hash, entered-state counters, queued-per-family counters, events channel, queue-wait histogram,
+#       run-time histogram.
+# ARGV: new state, ttl (0 = keep), now, then n and the n allowed current states, then field/value pairs.
+# Returns {status, previous state[, kind, created_at, started_at]}: status 1 moved, 0 refused, -1 no such job,
+# 2 refused because a cancel was requested (a success must then be recorded as a cancellation).
+# The latency histograms are observed here, in the same round trip: queued -> running adds the queue wait,
+# running -> a final state adds the run time.
 _TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1, ''} end
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
 local ok = false
-for i = 4, 3 + n do if ARGV[i] == cur then ok = true end end
+for i = 5, 4 + n do if ARGV[i] == cur then ok = true end end
 if not ok then return {0, cur} end
 local new = ARGV[1]
-for i = 4 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if new == 'succeeded' and redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then return {2, cur} end
+local times = redis.call('HMGET', KEYS[1], 'created_at', 'started_at')
+for i = 5 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'state', new)
 if new == 'running' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 local kind = redis.call('HGET', KEYS[1], 'kind')
@@ -107,8 +118,23 @@ end
 if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 local snap = redis.call('HMGET', KEYS[1], 'state', 'progress', 'message')
 redis.call('PUBLISH', KEYS[4], cjson.encode({state = snap[1], progress = tonumber(snap[2]), message = snap[3]}))
-local times = redis.call('HMGET', KEYS[1], 'created_at', 'started_at')
+local function observe(key, value)
+  local bucket = '+Inf'
+  for _, b in ipairs(BUCKETS) do if value <= b[1] then bucket = b[2]; break end end
+  redis.call('HINCRBY', key, kind .. '|' .. bucket, 1)
+  redis.call('HINCRBYFLOAT', key, kind .. '|sum', value)
+  redis.call('HINCRBY', key, kind .. '|count', 1)
+end
+local now = tonumber(ARGV[3])
+if cur == 'queued' and new == 'running' then observe(KEYS[5], now - tonumber(times[1]))
+elseif cur == 'running' and new ~= 'running' and times[2] then observe(KEYS[6], now - tonumber(times[2])) end
 return {1, cur, kind, times[1], times[2] or ''}
+""".replace("BUCKETS", _lua_buckets(LATENCY_BUCKETS))
+
+# KEYS: lease. ARGV: holder. Deletes the lease only if this holder still owns it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 # KEYS: job hash, events channel. ARGV: progress, message. Only a running job reports progress.
@@ -146,6 +172,10 @@ class Transition:
     kind: str = ""
     created_at: float | None = None
     started_at: float | None = None
+    cancel_won: bool = False
+    """Refused because a cancel was requested while the job ran (only a move to succeeded can be refused so)."""
+    state: str = ""
+    """The state the job moved into (empty when it did not move)."""
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -160,6 +190,7 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
         self._bucket = client.register_script(_TOKEN_BUCKET)
+        self._release = client.register_script(_RELEASE)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
@@ -236,37 +267,34 @@ class JobStore:
     # -- state changes -----------------------------------------------------------------------------------
     def transition(self, job_id: str, new: State, allowed_from: tuple[str, ...], **fields: Any) -> Transition:
         """Move to ``new`` only if the current state is in ``allowed_from``; terminal states start the TTL."""
-        args: list[Any] = [new, self.job_ttl_s if new in TERMINAL else 0, len(allowed_from), *allowed_from]
+        args: list[Any] = [new, self.job_ttl_s if new in TERMINAL else 0, time.time(), len(allowed_from),
+                           *allowed_from]
         for key, value in fields.items():
             args += [key, json.dumps(value) if key in _JSON_FIELDS else value]
         keys = [self.job_key(job_id), self._k("stats", "entered"), self._k("stats", "queued"),
-                self.events_channel(job_id)]
+                self.events_channel(job_id), self._k("hist", "queue_wait_seconds"), self._k("hist", "run_seconds")]
         status, previous, *rest = self._transition(keys=keys, args=args)
         if status != 1:
-            return Transition(moved=False, previous=previous or None)
+            return Transition(moved=False, previous=previous or None, cancel_won=status == 2)
         kind, created, started = rest
-        return Transition(True, previous or None, kind, float(created), float(started) if started else None)
+        return Transition(True, previous or None, kind, float(created), float(started) if started else None,
+                          state=new)
 
     def start(self, job_id: str) -> Transition:
         """queued -> running, or running -> running for a re-delivered job (attempts counts both)."""
-        now = time.time()
-        result = self.transition(job_id, "running", ("queued", "running"), started_at=now)
-        if result.moved and result.previous == "queued":
-            self.observe("queue_wait_seconds", result.kind, now - result.created_at)
-        return result
+        return self.transition(job_id, "running", ("queued", "running"), started_at=time.time())
 
     def finish(self, job_id: str, state: State, *, outputs: dict[str, str] | None = None,
                error: JobError | None = None, message: str = "") -> Transition:
-        now = time.time()
-        fields: dict[str, Any] = {"finished_at": now, "message": message or state}
+        """Running -> ``state``. A success that lost to a cancel request is recorded as cancelled, without its
+        outputs (the returned transition's ``state`` says which)."""
+        fields: dict[str, Any] = {"finished_at": time.time(), "message": message or state}
         if state == "succeeded":
             fields |= {"progress": 1.0, "outputs": outputs or {}}
         if error is not None:
             fields["error"] = error.model_dump()
         result = self.transition(job_id, state, ("running",), **fields)
-        if result.moved and result.started_at is not None:
-            self.observe("run_seconds", result.kind, now - result.started_at)
-        return result
+        return self.finish(job_id, "cancelled") if result.cancel_won else result
 
     def fail_queued(self, job_id: str, error: JobError) -> Transition:
         """A job that could not even start (bad input found by the worker, broker failure at submit)."""
@@ -302,9 +330,7 @@ class JobStore:
         return max(ms, 0) / 1000
 
     def release_lease(self, job_id: str, holder: str) -> None:
-        key = self._k("lease", job_id)
-        if self.redis.get(key) == holder:
-            self.redis.delete(key)
+        self._release(keys=[self._k("lease", job_id)], args=[holder])
 
     # -- events ---------------------------------------------------------------------------------------------
     def events(self, job_id: str, timeout_s: float = 3600.0, keepalive_s: float = 15.0) -> Iterator[dict | None]:

@@ -80,9 +80,8 @@ def run_job(self: Any, job_id: str) -> str:
         return "skipped"
     # Unique per execution: a redelivered message has the same task id and may reach the same worker.
     holder = f"{self.request.hostname}/{self.request.id}/{uuid.uuid4().hex[:8]}"
-    if not ctx.store.acquire_lease(job_id, holder, ctx.settings.job_lease_s):
-        # Another delivery of this job is running it right now: look again when its lease would expire.
-        raise self.retry(countdown=max(ctx.store.lease_ttl(job_id), 1.0), max_retries=None)
+    if not _wait_for_lease(ctx, job_id, holder):
+        return "skipped"
     try:
         if not ctx.store.start(job_id).moved:
             return "skipped"
@@ -101,6 +100,21 @@ def run_job(self: Any, job_id: str) -> str:
         return _record(ctx, job, answer)
     finally:
         ctx.store.release_lease(job_id, holder)
+
+
+def _wait_for_lease(ctx: WorkerContext, job_id: str, holder: str) -> bool:
+    """Take the job's lease, waiting while another delivery holds it; False if the job finished meanwhile.
+
+    A redelivery can overtake a run that is still alive. It waits here, its message unacked (so a crash still
+    hands it on), rather than ``Task.retry``: the retried copy was published but never delivered to the embedded
+    worker on the Redis transport (seen in the killed-worker test), which left the job running forever.
+    """
+    while not ctx.store.acquire_lease(job_id, holder, ctx.settings.job_lease_s):
+        job = ctx.store.get(job_id)
+        if job is None or job.finished:
+            return False
+        time.sleep(min(max(ctx.store.lease_ttl(job_id), 0.05), ctx.settings.poll_interval_s))
+    return True
 
 
 def _execute(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
@@ -147,15 +161,14 @@ def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: st
 
 
 def _record(ctx: WorkerContext, job: JobRecord, answer: dict[str, Any]) -> str:
+    """Store the host's answer: one round trip for the batch-size observation, one for the final state."""
     if "batch_size" in answer:
         ctx.store.observe("batch_size", job.model, answer["batch_size"])
     status = answer["status"]
-    if status == "succeeded" and ctx.store.cancel_requested(job.id):
-        status = "cancelled"  # finished after the cancel request: the request wins, the outputs are dropped
     if status == "succeeded":
-        ctx.store.finish(job.id, "succeeded", outputs=answer["outputs"])
+        moved = ctx.store.finish(job.id, "succeeded", outputs=answer["outputs"])
     elif status == "cancelled":
-        ctx.store.finish(job.id, "cancelled")
+        moved = ctx.store.finish(job.id, "cancelled")
     else:
-        ctx.store.finish(job.id, "failed", error=JobError(**answer["error"]))
-    return status
+        moved = ctx.store.finish(job.id, "failed", error=JobError(**answer["error"]))
+    return moved.state or status

@@ -78,6 +78,29 @@ def test_cancel_queued_at_once_running_by_flag(store: JobStore) -> None:
     assert store.finish(running, "cancelled").moved
 
 
+def test_a_success_after_a_cancel_request_is_recorded_as_cancelled(store: JobStore) -> None:
+    job_id = _new(store)
+    store.start(job_id)
+    store.cancel(job_id)
+    result = store.finish(job_id, "succeeded", outputs={"tokens": "x"})
+    job = store.get(job_id)
+    assert result.moved and result.state == "cancelled"
+    assert job.state == "cancelled" and job.outputs == {} and job.progress < 1.0
+
+
+def test_transitions_observe_queue_wait_and_run_time_once(store: JobStore) -> None:
+    job_id = _new(store)
+    store.start(job_id)
+    store.start(job_id)  # a redelivery: running -> running adds no second queue wait
+    store.finish(job_id, "succeeded", outputs={})
+    store.finish(job_id, "failed")  # refused: no second run time
+    for metric in ("queue_wait_seconds", "run_seconds"):
+        counts = store.histogram(metric)["audio.tokenize"]
+        assert counts["count"] == 1 and 0 <= counts["sum"] < 5
+        assert sum(v for k, v in counts.items() if k not in ("sum", "count")) == 1  # one bucket, Python's label
+        assert all(k in ("sum", "count", "+Inf") or float(k) > 0 for k in counts)
+
+
 def test_idempotency_keys_are_per_owner_and_per_body(store: JobStore) -> None:
     first = _new(store, idempotency_key="k", owner="alice")
     again, created = store.create(kind="audio.tokenize", model="m", family="audio", params={},
