@@ -14,7 +14,7 @@ from typing import Any
 from kombu.exceptions import OperationalError
 
 from pipelines.base import InputError
-from pipelines.zoo import list_models
+from pipelines.zoo import find_zoo_model, list_models
 from workers.artifacts import Artifact, ArtifactNotFound, ArtifactStore
 from workers.celery_app import configure_celery, enqueue
 from workers.jobspec import JobSpec, resolve_job
@@ -55,7 +55,7 @@ class JobService:
     def submit(self, spec: JobSpec, *, owner: str = "anonymous", idempotency_key: str | None = None,
                zoo_only: bool = True) -> tuple[JobRecord, bool]:
         """Validate and queue one job; returns (job, created). A repeated idempotency key returns the first job."""
-        if zoo_only and spec.model not in {m.name for m in list_models()}:
+        if zoo_only and find_zoo_model(spec.model) is None:
             raise InputError(f"unknown model {spec.model!r}; the service runs zoo models: "
                              f"{sorted(m.name for m in list_models())}")
         resolved = resolve_job(spec)
