@@ -1,9 +1,10 @@
 """WavTokenizer speed on this CPU: encode + decode of 10 s at 24 kHz (paper-75), as real-time factor and GFLOP/s.
 
 Everything is measured in the same run: the machine's fp32 matmul peak (a large ``torch.mm``), our inference path
-(``encode`` / ``decode``: inference mode, weight norm folded once, reflect padding from flipped slices and none
-for 1x1 convs, cached ISTFT envelope) and a naive reference path on the same weights (``no_grad`` only, weight
-norm recomputed on every call, ``F.pad`` reflect padding before every conv, envelope rebuilt every call),
+(``encode`` / ``decode``: inference mode, weight norm folded once, the encoder's convolutions clip by clip as
+channels-last 2-D convolutions, reflect padding from flipped slices and none for 1x1 convs, cached ISTFT
+envelope) and a naive reference path on the same weights (no inference mode, plain ``conv1d``, weight norm
+recomputed on every call, ``F.pad`` reflect padding before every conv, envelope rebuilt every call),
 printed as a ratio after checking that both give identical codes and audio. Then batched encode of 8 clips
 against 8 one-at-a-time calls, per clip. Official implementation measured on a 2-core VM with torch threads = 2
 (shared/specs/audio.md, section 2): encode 0.36 s + decode 0.57 s per 10 s, RTF about 0.10.
@@ -46,14 +47,21 @@ def matmul_peak(size: int = 2048, seconds: float = 2.0) -> float:
     return best
 
 
-def median_seconds(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm-up (allocator, oneDNN primitive caches)
-    times = []
+def median_seconds(*fns: Callable[[], object], runs: int) -> list[float]:
+    """Median wall time of each function, the functions taking turns run after run.
+
+    Interleaved because this shared VM drifts by tens of percent over a minute: timing one path after the other
+    compared the machine's moods, not the code (the same decode measured 0.63 s and 0.90 s in one run).
+    """
+    for fn in fns:
+        fn()  # warm-up (allocator, oneDNN primitive caches)
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def count_gflop(fn: Callable[[], object], model: WavTokenizer, lstm_steps: int = 0) -> float:
@@ -75,11 +83,13 @@ def reference_reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tenso
 
 @contextlib.contextmanager
 def reference_ops() -> Iterator[None]:
-    """Inside: no inference mode (``no_grad`` only) and the plain reflect padding."""
+    """Inside: no inference mode and the plain reflect padding. Grad mode stays on (the reference model's
+    parameters require none, so nothing is recorded): that keeps SEANet on its training route, plain ``conv1d``
+    over the whole batch, instead of the channels-last inference path."""
     fast = conv_module._reflect_pad
     conv_module._reflect_pad = reference_reflect_pad
     try:
-        with torch.no_grad():
+        with torch.enable_grad():
             yield
     finally:
         conv_module._reflect_pad = fast
@@ -90,6 +100,7 @@ def naive(model: WavTokenizer) -> WavTokenizer:
 
     Run it inside :func:`reference_ops`.
     """
+    model.requires_grad_(False)
     for module in model.modules():  # instance attributes shadow the caching methods
         if isinstance(module, WeightNormConv1d):
             module.weight = module.compute_weight
@@ -131,12 +142,8 @@ def main() -> None:
     enc_gflop = count_gflop(lambda: model.encode(wav), model, lstm_steps=frames)
     dec_gflop = count_gflop(lambda: model.decode(codes), model)
 
-    # 1. Our inference path.
-    t_enc = median_seconds(lambda: model.encode(wav), args.runs)
-    t_dec = median_seconds(lambda: model.decode(codes), args.runs)
+    # Our inference path and the naive path on the same weights, after checking outputs are identical.
     audio = model.decode(codes)
-
-    # 2. The naive path on the same weights, after checking outputs are identical.
     reference = naive(build(args.preset))
 
     def ref_encode(x: torch.Tensor) -> torch.Tensor:
@@ -149,9 +156,12 @@ def main() -> None:
             return reference.decode_features(reference.codes_to_features(c))
 
     same_codes = torch.equal(ref_encode(wav), codes)
+    with reference_ops():
+        ref_latents = reference.feature_extractor.encoder(wav[:, None])
+    latent_diff = float((model.encode_latents(wav) - ref_latents).abs().max() / ref_latents.abs().max())
     audio_diff = float((ref_decode(codes) - audio).abs().max())
-    t_ref_enc = median_seconds(lambda: ref_encode(wav), args.runs)
-    t_ref_dec = median_seconds(lambda: ref_decode(codes), args.runs)
+    t_enc, t_ref_enc = median_seconds(lambda: model.encode(wav), lambda: ref_encode(wav), runs=args.runs)
+    t_dec, t_ref_dec = median_seconds(lambda: model.decode(codes), lambda: ref_decode(codes), runs=args.runs)
 
     rtf, ref_rtf = (t_enc + t_dec) / args.seconds, (t_ref_enc + t_ref_dec) / args.seconds
     print(f"{args.preset}, {args.seconds:g} s clip, {frames} frames")
@@ -159,13 +169,14 @@ def main() -> None:
           f"{enc_gflop / t_enc / peak:.0%} of peak), decode {t_dec:.3f} s ({dec_gflop:.1f} GFLOP, "
           f"{dec_gflop / t_dec:.1f} GFLOP/s = {dec_gflop / t_dec / peak:.0%} of peak), RTF {rtf:.3f}")
     print(f"  naive: encode {t_ref_enc:.3f} s, decode {t_ref_dec:.3f} s, RTF {ref_rtf:.3f}; "
-          f"speed-up x{ref_rtf / rtf:.2f}; identical codes: {same_codes}, audio max |diff| {audio_diff:.1e}")
+          f"speed-up x{ref_rtf / rtf:.2f}; identical codes: {same_codes}, encoder output max |diff| "
+          f"{latent_diff:.1e} of its peak, audio max |diff| {audio_diff:.1e}")
     print("  official (spec section 2, unloaded 2-core VM): encode 0.36 s, decode 0.57 s, RTF ~0.10")
 
     # 3. Batched encode of equal clips vs one at a time, per clip.
     clips = 0.1 * torch.randn(args.batch, samples)
-    t_one = median_seconds(lambda: [model.encode(clip[None]) for clip in clips], max(1, args.runs // 2))
-    t_batch = median_seconds(lambda: model.encode(clips), max(1, args.runs // 2))
+    t_one, t_batch = median_seconds(lambda: [model.encode(clip[None]) for clip in clips],
+                                    lambda: model.encode(clips), runs=max(1, args.runs // 2))
     print(f"encode {args.batch} x {args.seconds:g} s: one at a time {t_one / args.batch:.3f} s/clip, batched "
           f"{t_batch / args.batch:.3f} s/clip (x{t_one / t_batch:.2f})")
 

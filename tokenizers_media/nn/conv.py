@@ -41,6 +41,7 @@ class WeightNormConv1d(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
         self._folded: torch.Tensor | None = None
         self._folded_key: tuple[int, ...] = ()
+        self._planar: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def kernel_size(self) -> int:
@@ -64,8 +65,32 @@ class WeightNormConv1d(nn.Module):
             self._folded_key = key
         return self._folded
 
+    def _planar_from_mono(self, x: torch.Tensor) -> torch.Tensor:
+        """One input channel: windows (B, T', K) @ kernel (K, C_out) is the output already in channels-last order
+        (oneDNN, given a 1-channel input, which is both layouts at once, answers in the plain one: a 30 MB copy)."""
+        # (B * T', K); copied, as BLAS reads overlapping windows (a strided view) 2.5x slower than the copy costs.
+        windows = x[:, 0, 0].unfold(-1, self.kernel_size, self.stride).reshape(-1, self.kernel_size).contiguous()
+        kernel = self.weight()[:, 0].t()
+        out = windows @ kernel if self.bias is None else torch.addmm(self.bias, windows, kernel)
+        return out.view(x.shape[0], -1, out.shape[-1]).permute(0, 2, 1)[:, :, None, :]
+
+    def planar_weight(self) -> torch.Tensor:
+        """The kernel as a channels-last (C_out, C_in / groups, 1, K) 2-D kernel, cached with the folded one."""
+        kernel = self.weight()
+        if self._planar is None or self._planar[0] is not kernel:
+            self._planar = (kernel, kernel[:, :, None, :].contiguous(memory_format=torch.channels_last))
+        return self._planar[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, T) -> (B, C_out, T')."""
+        """(B, C_in, T) -> (B, C_out, T'); a channels-last (B, C_in, 1, T) input gives (B, C_out, 1, T').
+
+        The planar form exists for speed: on CPU, oneDNN's channels-last 2-D convolution runs SEANet's few-channel,
+        full-rate convolutions 1.5-8x faster than ``conv1d`` (1x1: 22 -> 3 ms at 16 -> 32 channels x 240k samples).
+        """
+        if x.dim() == 4:
+            if x.shape[1] == 1 and self.dilation == 1 and self.groups == 1:
+                return self._planar_from_mono(x)
+            return F.conv2d(x, self.planar_weight(), self.bias, (1, self.stride), 0, (1, self.dilation), self.groups)
         return F.conv1d(x, self.weight(), self.bias, self.stride, 0, self.dilation, self.groups)
 
 
@@ -127,12 +152,17 @@ class SConv1d(nn.Module):
         return (frames - 1) * self.stride + self.effective_kernel - (length + self.pad_left + self.pad_right)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C_in, T) -> (B, C_out, ceil(T / stride)); with ``lengths`` (B,), row b is padded at its own end."""
+        """(B, C_in, T) -> (B, C_out, ceil(T / stride)); with ``lengths`` (B,), row b is padded at its own end.
+
+        A channels-last (B, C_in, 1, T) input (no ``lengths``) is padded and convolved in that layout.
+        """
         if self.effective_kernel == 1 and self.stride == 1:  # 1x1 conv: no padding at all
             return self.conv(x)
         if lengths is None:
             x = _reflect_pad(x, self.pad_left, self.pad_right + self._extra_padding(x.shape[-1]))
             return self.conv(x)
+        if x.dim() == 4:
+            raise ValueError("per-row lengths need the (B, C, T) layout")
         right = self.pad_right + self._extra_padding(lengths)
         width = x.shape[-1] + self.pad_left + self.pad_right + self._extra_padding(x.shape[-1])
         index = reflect_indices(lengths, self.pad_left, right, width)  # (B, width)
@@ -153,5 +183,6 @@ def _reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
     if length > needed:
         return torch.cat([x[..., 1 : left + 1].flip(-1), x, x[..., length - right - 1 : length - 1].flip(-1)], -1)
     extra = needed - length + 1
-    padded = F.pad(F.pad(x, (0, extra)), (left, right), mode="reflect")
+    untouched = (0, 0) * (x.dim() - 3)  # reflect mode pads a 4-D tensor in its last two dims
+    padded = F.pad(F.pad(x, (0, extra)), (left, right, *untouched), mode="reflect")
     return padded[..., : padded.shape[-1] - extra]

@@ -12,9 +12,10 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from tokenizers_media.nn.conv import SConv1d
+from tokenizers_media.nn.conv import SConv1d, ceil_div
 
 
 class SEANetResnetBlock(nn.Module):
@@ -92,16 +93,29 @@ class SEANetEncoder(nn.Module):
         """
         layers = list(self.model)
         split = next((i for i, layer in enumerate(layers) if isinstance(layer, SLSTM)), len(layers))
-        if wav.shape[0] > 1 and not torch.is_grad_enabled():
-            # Inference on a batch: the full-rate convs are memory-bound (a 10 s clip's first activation is 30 MB
-            # per clip), so batching them costs ~2x per clip; only the LSTM and what follows gain from a batch.
-            rows = [self._run(layers[:split], wav[b : b + 1], None if lengths is None else lengths[b : b + 1])
-                    for b in range(wav.shape[0])]
-            x = torch.cat([r[0] for r in rows])
-            lengths = None if lengths is None else torch.cat([r[1] for r in rows])
-        else:
+        if torch.is_grad_enabled():
             x, lengths = self._run(layers[:split], wav, lengths)
+        else:
+            x = self._convolve_clips(layers[:split], wav, lengths)
+            lengths = None if lengths is None else ceil_div(lengths, self.hop_length)
         return self._run(layers[split:], x, lengths)[0]
+
+    def _convolve_clips(self, layers: list[nn.Module], wav: torch.Tensor, lengths: torch.Tensor | None
+                        ) -> torch.Tensor:
+        """Inference through the convolutions before the LSTM: each clip alone, trimmed to its length, channels-last.
+
+        Clip by clip because these full-rate layers are memory-bound (a 10 s clip's first activation is 30 MB), so
+        a batch costs ~2x per clip; only the LSTM and what follows gain from batching. Trimming makes each clip's
+        frames those of encoding it alone; frames past a clip's end are zeros (don't-care). The channels-last
+        (B, C, 1, T) layout is :meth:`WeightNormConv1d.forward`'s fast path.
+        """
+        frames = math.ceil(wav.shape[-1] / self.hop_length)
+        rows = []
+        for b in range(wav.shape[0]):
+            clip = wav[b : b + 1, :, : wav.shape[-1] if lengths is None else int(lengths[b])]
+            x, _ = self._run(layers, clip[:, :, None].contiguous(memory_format=torch.channels_last), None)
+            rows.append(F.pad(x[:, :, 0], (0, frames - x.shape[-1])))
+        return torch.cat(rows)
 
     @staticmethod
     def _run(layers: list[nn.Module], x: torch.Tensor, lengths: torch.Tensor | None
