@@ -21,6 +21,10 @@ QUEUE_FAMILIES = ("image", "audio", "speech", "generate")
 PRIORITIES = {"interactive": 0, "batch": 6}
 
 app = Celery("mediaforge", include=["workers.tasks"])
+# The default app of every thread: the threads pool runs each task in a fresh thread, where Celery's current_app
+# would otherwise be a new unconfigured app (broker amqp://localhost), so a task's ``self.retry`` published its
+# copy to whatever listened on localhost:5672 and the job never ran again.
+app.set_default()
 
 
 def broker_url(redis_url: str) -> str:

@@ -105,9 +105,9 @@ def run_job(self: Any, job_id: str) -> str:
 def _wait_for_lease(ctx: WorkerContext, job_id: str, holder: str) -> bool:
     """Take the job's lease, waiting while another delivery holds it; False if the job finished meanwhile.
 
-    A redelivery can overtake a run that is still alive. It waits here, its message unacked (so a crash still
-    hands it on), rather than ``Task.retry``: the retried copy was published but never delivered to the embedded
-    worker on the Redis transport (seen in the killed-worker test), which left the job running forever.
+    A redelivery can overtake a run that is still alive (a job longer than the visibility timeout, or the runner
+    died and its lease has not lapsed yet). It waits here with its one message unacked, so a crash still hands it
+    on, rather than acking it and publishing a delayed copy with ``Task.retry``.
     """
     while not ctx.store.acquire_lease(job_id, holder, ctx.settings.job_lease_s):
         job = ctx.store.get(job_id)

@@ -103,3 +103,14 @@ def test_api_restart_loses_no_queued_job(service: Any, tmp_path: Path) -> None:
     finally:
         api.terminate()
         api.wait(timeout=30)
+
+
+def test_model_host_killed_mid_job_is_retried_and_finishes(service: Any) -> None:
+    """A lost Ray host is a transient fault: the task retries (Celery countdown), a new host runs the job."""
+    audio_id = service.put_artifact([wav_bytes(0.2)], "clip.wav").id
+    job, _ = service.submit(JobSpec(kind="audio.tokenize", model="slow-echo", inputs={"audio": audio_id},
+                                    params={"seconds": 3, "steps": 30}))
+    _wait(lambda: service.get(job.id).progress > 0, 120, "the job to run")
+    ray.kill(ray.get_actor("host:slow-echo", namespace=service.settings.ray_namespace))
+    final = service.wait(job.id, timeout_s=120)
+    assert final.state == "succeeded" and final.attempts == 2 and set(final.outputs) == {"tokens"}
