@@ -33,17 +33,22 @@ from tokenizers_media.nn.seanet import SLSTM
 from tokenizers_media.nn.vocos import ISTFT
 
 
-def matmul_peak(size: int = 2048, seconds: float = 2.0) -> float:
-    """Sustained fp32 GFLOP/s of a (size x size) @ (size x size) ``torch.mm``, best of 1-second windows."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best, start = 0.0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        runs, window = 0, time.perf_counter()
-        while time.perf_counter() - window < 0.5:
-            torch.mm(a, b)
-            runs += 1
-        best = max(best, 2 * size**3 * runs / (time.perf_counter() - window) / 1e9)
+def matmul_peak(sizes: tuple[int, ...] = (2048, 4096), seconds: float = 2.0) -> float:
+    """Sustained fp32 GFLOP/s of square ``torch.mm``: the best half-second window over ``sizes``.
+
+    A reference, not a hard ceiling: oneDNN's direct convolutions can beat this GEMM (the decoder's k3 convs do).
+    """
+    best = 0.0
+    for size in sizes:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        torch.mm(a, b)
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds / len(sizes):
+            runs, window = 0, time.perf_counter()
+            while time.perf_counter() - window < 0.5:
+                torch.mm(a, b)
+                runs += 1
+            best = max(best, 2 * size**3 * runs / (time.perf_counter() - window) / 1e9)
     return best
 
 
@@ -132,7 +137,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
 
     peak = matmul_peak()
-    print(f"fp32 matmul peak (2048^3 torch.mm): {peak:.1f} GFLOP/s")
+    print(f"fp32 matmul peak (best square torch.mm, 2048 and 4096): {peak:.1f} GFLOP/s")
 
     model = build(args.preset)
     samples = int(args.seconds * model.sample_rate)
