@@ -3,7 +3,9 @@
 - per-class accuracy: the classifier's argmax class on a generated image equals the requested class;
 - proxy FD: Frechet distance between classifier features of generated and held-out real images of the
   same classes (a *proxy*, never comparable with Inception FID);
-- sampling time per image (wall clock, this machine, batch as given).
+- sampling time per image (wall clock, this machine, batch as given);
+- the latent space's ceiling: the same two measures on the VAE's reconstructions of real images (FD against a
+  second real batch), since no generator on that latent space can do better.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class XAREvaluation:
     proxy_fd: float
     seconds_per_image: float
     num_images: int
+    reconstruction_accuracy: float
+    reconstruction_fd: float
 
     def markdown(self) -> str:
         rows = [f"| {name} | {acc:.2f} |" for name, acc in self.per_class_accuracy.items()]
@@ -33,6 +37,8 @@ class XAREvaluation:
             f"generated images: {self.num_images}; class accuracy {self.accuracy:.3f}; "
             f"proxy FD (shapes-classifier features, proxy) {self.proxy_fd:.2f}; "
             f"sampling {self.seconds_per_image * 1000:.1f} ms/image",
+            f"ceiling, VAE reconstructions of real images: class accuracy {self.reconstruction_accuracy:.3f}; "
+            f"proxy FD {self.reconstruction_fd:.2f}",
             "", "| class | accuracy |", "|---|---|", *rows,
         ])
 
@@ -50,10 +56,26 @@ def evaluate_xar(pipe: XARPipeline, classifier: ShapesClassifier, images_per_cla
         generated.append(out.images)
     seconds = (time.perf_counter() - start) / len(labels)
     images = torch.cat(generated)
+    world = ShapesWorld(images.shape[-1], 1, 1)
+    real = world.batch("eval", 0, len(labels), class_ids=labels.tolist()).images
+    other_real = world.batch("eval", 1, len(labels), class_ids=labels.tolist()).images
     with torch.no_grad():
-        predicted = torch.cat([classifier(c).class_logits.argmax(1) for c in images.split(256)])
-        real = ShapesWorld(images.shape[-1], 1, 1).batch("eval", 0, len(labels), class_ids=labels.tolist())
-        fd = frechet_distance(classifier.features(images), classifier.features(real.images))
-    correct = (predicted == labels).float()
+        correct = (_predict(classifier, images) == labels).float()
+        fd = frechet_distance(classifier.features(images), classifier.features(real))
+        reconstructed = _reconstruct(pipe, real)
+        recon_accuracy = (_predict(classifier, reconstructed) == labels).float().mean().item()
+        recon_fd = frechet_distance(classifier.features(reconstructed), classifier.features(other_real))
     per_class = {class_name(c): correct[labels == c].mean().item() for c in range(NUM_CLASSES)}
-    return XAREvaluation(per_class, correct.mean().item(), fd, seconds, len(labels))
+    return XAREvaluation(per_class, correct.mean().item(), fd, seconds, len(labels), recon_accuracy, recon_fd)
+
+
+def _predict(classifier: ShapesClassifier, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([classifier(c).class_logits.argmax(1) for c in images.split(256)])
+
+
+def _reconstruct(pipe: XARPipeline, images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] through the VAE (posterior mode), back in [0, 1]."""
+    vae = pipe.vae
+    out = [vae.decode(vae.encode(c.to(pipe.device) * 2 - 1).latent_dist.mode()).sample.clamp(-1, 1).cpu()
+           for c in images.split(80)]
+    return (torch.cat(out) + 1) / 2
