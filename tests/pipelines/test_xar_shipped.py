@@ -31,7 +31,7 @@ def test_shipped_xar_tiny_generates_a_named_class():
 @pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="xar-tiny is not shipped in this checkout")
 def test_shipped_xar_tiny_draws_the_requested_class_above_chance():
     """The card's claim in small: the judge names the requested class well above chance (1/40), and the VAE keeps
-    the class (a 300-step VAE once lost colour and held every generator at chance). Measured: 0.20 and 0.80."""
+    the class (a 300-step VAE once lost colour and held every generator at chance). Measured: 0.25 and 0.80."""
     from diffusers import AutoencoderKL
 
     from pipelines.shapes_classifier import ShapesClassifier
