@@ -56,34 +56,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def direct_call(model_dir: Path, clip: bytes) -> Callable[[], None]:
-    """One job's work done in this process: decode the WAV bytes, run the pipeline, encode the tokens file."""
+def tokenize_pipeline(model_dir: Path):
     from pipelines.audio_tokenize import AudioTokenizePipeline
-    from pipelines.base import Params
-    from workers.execute import InputFile, build_request, encode_result
 
-    pipeline = AudioTokenizePipeline.load(model_dir)
+    return AudioTokenizePipeline.load(model_dir)
+
+
+def clip_request(pipeline, clip: bytes):
+    """The request a job's input file becomes: the WAV bytes decoded, as the model host does it."""
+    from pipelines.base import Params
+    from workers.execute import InputFile, build_request
+
+    return build_request(type(pipeline), {"audio": InputFile("clip.wav", clip)}, Params())
+
+
+def direct_call(pipeline, clip: bytes) -> Callable[[], None]:
+    """One job's work done in this process: decode the WAV bytes, run the pipeline, encode the tokens file."""
+    from workers.execute import encode_result
 
     def call() -> None:
-        request = build_request(AudioTokenizePipeline, {"audio": InputFile("clip.wav", clip)}, Params())
+        request = clip_request(pipeline, clip)
         pipeline.check_request(request)
         encode_result(pipeline.run([request])[0])
 
     return call
 
 
-def model_batch_gain(model_dir: Path, clip: bytes, batch: int, rounds: int = 5) -> float:
+def model_batch_gain(pipeline, clip: bytes, batch: int, rounds: int = 5) -> float:
     """Per-clip time of ``batch`` clips run one at a time over the same clips run as one batch, in this process.
 
     The ceiling of the service's batching ratio: batching saves nothing per job outside the model call (each job
     is still submitted, queued, decoded, written and recorded alone).
     """
-    from pipelines.audio_tokenize import AudioTokenizePipeline
-    from pipelines.base import Params
-    from workers.execute import InputFile, build_request
-
-    pipeline = AudioTokenizePipeline.load(model_dir)
-    requests = [build_request(AudioTokenizePipeline, {"audio": InputFile("clip.wav", clip)}, Params())] * batch
+    requests = [clip_request(pipeline, clip)] * batch
     one_by_one, batched = paired_latencies(lambda: [pipeline.run([r]) for r in requests],
                                            lambda: pipeline.run(requests), rounds)
     return statistics.median(one_by_one) / statistics.median(batched)
@@ -172,8 +177,9 @@ def main() -> None:
         audio_id = service.put_artifact([clip], "clip.wav").id
         specs = {name: JobSpec(kind="audio.tokenize", model=name, inputs={"audio": audio_id})
                  for name in ("tiny-batched", "tiny-unbatched")}
+        pipeline = tokenize_pipeline(model_dir)  # the direct path's copy, shared by both in-process measurements
         # Host threads: torch in the Ray host uses one thread like the direct call above.
-        direct, served = paired_latencies(direct_call(model_dir, clip), service_call(service, specs["tiny-batched"]),
+        direct, served = paired_latencies(direct_call(pipeline, clip), service_call(service, specs["tiny-batched"]),
                                           args.jobs)
         d50, d95, s50, s95 = (percentile(direct, 50), percentile(direct, 95), percentile(served, 50),
                               percentile(served, 95))
@@ -190,7 +196,7 @@ def main() -> None:
         print(f"  batching off (max 1)   {off:7.1f} jobs/s   mean batch {off_batch:5.1f}")
         print(f"  batching on  (max 32)  {on:7.1f} jobs/s   mean batch {on_batch:5.1f}")
         print(f"  ratio on/off           {on / off:7.2f}x   (target >= 3x)")
-        gain = model_batch_gain(model_dir, clip, args.concurrency)
+        gain = model_batch_gain(pipeline, clip, args.concurrency)
         print(f"  ceiling: the model alone, {args.concurrency} clips as one batch vs one at a time, in this process: "
               f"{gain:.2f}x")
         print(f"  (stdev of direct latency {statistics.pstdev(direct) * 1e3:.1f} ms; cpus: {os.cpu_count()})")
