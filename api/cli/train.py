@@ -215,6 +215,8 @@ def train_gdt_command(
     vae: Path | None = typer.Option(None, help="A trained AutoencoderKL folder; default: train one first."),
     group_size: int = typer.Option(4, help="Images per group."),
     single_image: bool = typer.Option(False, "--single-image", help="Baseline: same data, G = 1 attention."),
+    same_image_bias: bool = typer.Option(False, "--same-image-bias",
+                                         help="Learn a same-image attention bias per layer and head."),
     steps: int = typer.Option(2000, help="Optimizer steps."),
     groups_per_step: int = typer.Option(8, help="Groups per step."),
     seed: int = typer.Option(0, help="Torch seed."),
@@ -227,8 +229,9 @@ def train_gdt_command(
 
     start_run(threads)
     try:
-        config = GDTTrainConfig(preset=preset, group_size=group_size, single_image=single_image, steps=steps,
-                                groups_per_step=groups_per_step, seed=seed)
+        config = GDTTrainConfig(preset=preset, group_size=group_size, single_image=single_image,
+                                same_image_bias=same_image_bias, steps=steps, groups_per_step=groups_per_step,
+                                seed=seed)
         info = train_gdt(config, out, vae, command="mediaforge " + " ".join(sys.argv[1:]))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err

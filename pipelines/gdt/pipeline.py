@@ -29,11 +29,17 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, PixArtTransformer2DModel
 from safetensors.torch import load_file, save_file
 
-from pipelines.gdt.attention import check_group_size, install_group_attention
+from pipelines.gdt.attention import (
+    SameImageBias,
+    check_group_size,
+    install_group_attention,
+    self_attention_layers,
+)
 from tokenizers_media.text.encoders import TextEmbedding, TextEncoder, build_text_encoder
 
 MODEL_CLASS = "GroupDiffusionPipeline"
 TEXT_WEIGHTS = "text_encoder.safetensors"
+BIAS_WEIGHTS = "group_attention.safetensors"
 
 Progress = Callable[[float, str], None]
 """(fraction done, message); the same shape as ``pipelines.base.ProgressCallback``."""
@@ -50,6 +56,8 @@ class GroupDiffusionConfig:
     max_tokens: int = 32
     num_inference_steps: int = 25
     guidance_scale: float = 3.0
+    same_image_bias: bool = False
+    """Group attention with a learned same-image logit bias (``pipelines.gdt.attention.SameImageBias``)."""
 
 
 @dataclass
@@ -66,7 +74,9 @@ class GroupDiffusionPipeline:
                              f"{config.text_encoder} encoder gives {text_encoder.dim}-d ones")
         self.transformer, self.vae, self.scheduler, self.text_encoder = transformer, vae, scheduler, text_encoder
         self.config = config
-        install_group_attention(self.transformer, config.group_size)
+        self.group_bias = SameImageBias(len(self_attention_layers(transformer)),
+                                        transformer.config.num_attention_heads) if config.same_image_bias else None
+        install_group_attention(self.transformer, config.group_size, self.group_bias)
 
     # ---- persistence ------------------------------------------------------------------------------------
 
@@ -83,7 +93,10 @@ class GroupDiffusionPipeline:
             text_encoder.load_state_dict(load_file(str(directory / TEXT_WEIGHTS)))
         vae = AutoencoderKL.from_pretrained(directory / "vae")
         scheduler = DDIMScheduler.from_pretrained(directory / "scheduler")
-        return cls(transformer, vae, scheduler, text_encoder, config).to(device)
+        pipe = cls(transformer, vae, scheduler, text_encoder, config)
+        if pipe.group_bias is not None:
+            pipe.group_bias.load_state_dict(load_file(str(directory / BIAS_WEIGHTS)))
+        return pipe.to(device)
 
     def save_pretrained(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -94,12 +107,16 @@ class GroupDiffusionPipeline:
         trained = {k: v for k, v in self.text_encoder.state_dict().items() if self.config.text_encoder != "minilm"}
         if trained:  # the MiniLM weights come from its package, never from the model folder
             save_file({k: v.contiguous() for k, v in trained.items()}, str(directory / TEXT_WEIGHTS))
+        if self.group_bias is not None:
+            save_file({k: v.detach().contiguous() for k, v in self.group_bias.state_dict().items()},
+                      str(directory / BIAS_WEIGHTS))
         payload = {"model_class": MODEL_CLASS, **asdict(self.config)}
         (directory / "config.json").write_text(json.dumps(payload, indent=2) + "\n")
 
     def to(self, device: str | torch.device) -> GroupDiffusionPipeline:
-        for module in (self.transformer, self.vae, self.text_encoder):
-            module.to(device).eval()
+        for module in (self.transformer, self.vae, self.text_encoder, self.group_bias):
+            if module is not None:
+                module.to(device).eval()
         return self
 
     @property

@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, PixArtTransformer2DModel
 
-from pipelines.gdt.attention import install_group_attention
 from pipelines.gdt.groups import GroupSampler
 from pipelines.gdt.pipeline import GroupDiffusionConfig, GroupDiffusionPipeline
 from pipelines.gdt.vae import VAETrainConfig, train_vae
@@ -54,6 +53,8 @@ class GDTTrainConfig:
     group_size: int = 4
     single_image: bool = False
     """Train with G = 1 attention (the baseline); the data is the same groups."""
+    same_image_bias: bool = False
+    """Learn a same-image attention bias per layer and head (``pipelines.gdt.attention.SameImageBias``)."""
     steps: int = 2000
     groups_per_step: int = 8
     lr: float = 1e-3
@@ -70,8 +71,8 @@ def noise_scheduler() -> DDIMScheduler:
                          set_alpha_to_one=False)
 
 
-def build_pipeline(preset: GDTPreset, vae: AutoencoderKL, text_encoder: TextEncoder, group_size: int
-                   ) -> GroupDiffusionPipeline:
+def build_pipeline(preset: GDTPreset, vae: AutoencoderKL, text_encoder: TextEncoder, group_size: int,
+                   same_image_bias: bool = False) -> GroupDiffusionPipeline:
     """A fresh PixArt transformer sized by the preset around a trained VAE and a caption encoder."""
     latent = preset.image_size // 2 ** (len(vae.config.block_out_channels) - 1)
     width = preset.heads * preset.head_dim
@@ -80,7 +81,8 @@ def build_pipeline(preset: GDTPreset, vae: AutoencoderKL, text_encoder: TextEnco
         num_attention_heads=preset.heads, attention_head_dim=preset.head_dim, cross_attention_dim=width,
         caption_channels=text_encoder.dim, norm_type="ada_norm_single")
     config = GroupDiffusionConfig(image_size=preset.image_size, group_size=group_size,
-                                  text_encoder=preset.text_encoder, max_tokens=preset.max_tokens)
+                                  text_encoder=preset.text_encoder, max_tokens=preset.max_tokens,
+                                  same_image_bias=same_image_bias)
     return GroupDiffusionPipeline(transformer, vae, noise_scheduler(), text_encoder, config)
 
 
@@ -122,12 +124,12 @@ def train_gdt(config: GDTTrainConfig, out_dir: Path, vae_dir: Path | None = None
     torch.manual_seed(config.seed)
     g = config.group_size
     text_encoder = build_text_encoder(preset.text_encoder, preset.heads * preset.head_dim, preset.max_tokens)
-    pipe = build_pipeline(preset, vae, text_encoder, 1 if config.single_image else g)
+    pipe = build_pipeline(preset, vae, text_encoder, 1 if config.single_image else g, config.same_image_bias)
     transformer = pipe.transformer.train()
-    install_group_attention(transformer, pipe.config.group_size)
+    params = list(transformer.parameters()) + ([] if pipe.group_bias is None else list(pipe.group_bias.parameters()))
     sampler = GroupSampler(g, preset.image_size, config.drop_shared)
     cache = CaptionCache(pipe.text_encoder)
-    optim = torch.optim.AdamW(transformer.parameters(), lr=config.lr, weight_decay=0.0)
+    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
     scheduler = pipe.scheduler
@@ -144,7 +146,7 @@ def train_gdt(config: GDTTrainConfig, out_dir: Path, vae_dir: Path | None = None
         loss = F.mse_loss(eps, noise)
         optim.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         sched.step()
         losses.append(loss.item())

@@ -6,7 +6,12 @@ import pytest
 import torch
 from diffusers import DiTTransformer2DModel, PixArtTransformer2DModel
 
-from pipelines.gdt.attention import GroupAttnProcessor, install_group_attention
+from pipelines.gdt.attention import (
+    GroupAttnProcessor,
+    SameImageBias,
+    install_group_attention,
+    self_attention_layers,
+)
 
 
 def tiny_pixart() -> PixArtTransformer2DModel:
@@ -89,3 +94,50 @@ def test_cfg_batch_of_whole_groups_and_clear_error_otherwise(case):
 def test_rejects_bad_group_size():
     with pytest.raises(ValueError, match="group_size"):
         install_group_attention(tiny_dit(), 0)
+
+
+def with_bias(model, group_size: int, value: float) -> SameImageBias:
+    layers = len(self_attention_layers(model))
+    heads = next(iter(self_attention_layers(model).values())).heads
+    bias = SameImageBias(layers, heads)
+    with torch.no_grad():
+        bias.values.fill_(value)
+    install_group_attention(model, group_size, bias)
+    return bias
+
+
+@torch.no_grad()
+def test_same_image_bias_keeps_stock_at_g1_and_equivariance(case):
+    model, run, cond, x = case
+    stock = run(model, x, cond)
+    with_bias(model, 1, 3.0)
+    assert torch.equal(run(model, x, cond), stock)  # G = 1: a constant shift, skipped
+    install_group_attention(model, 4)
+    perm = torch.tensor([2, 0, 3, 1])
+    out = run(model, x, cond)
+    torch.testing.assert_close(run(model, x[perm], cond[perm]), out[perm], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_same_image_bias_shifts_attention_towards_the_own_image(case):
+    model, run, cond, x = case
+    changed = x.clone()
+    changed[1] = torch.randn_like(changed[1])
+    install_group_attention(model, 2)
+    group_only = (run(model, x, cond)[0] - run(model, changed, cond)[0]).abs().max().item()
+    effect = {}
+    for value in (0.0, 30.0):
+        with_bias(model, 2, value)
+        effect[value] = (run(model, x, cond)[0] - run(model, changed, cond)[0]).abs().max().item()
+    assert effect[0.0] == pytest.approx(group_only, rel=1e-4)  # a zero bias is plain group attention
+    assert effect[30.0] < 1e-3 * effect[0.0]  # a large bias closes the image off from its group mate
+
+
+def test_same_image_bias_trains_by_gradient():
+    model = tiny_pixart()
+    bias = with_bias(model, 2, 0.0)
+    x, captions = torch.randn(4, 4, 8, 8), torch.randn(4, 5, 32)
+    run_pixart(model, x, captions).square().mean().backward()
+    assert bias.values.grad is not None and bias.values.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="layers"):
+        install_group_attention(model, 2, SameImageBias(5, 3))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, PixArtTransformer2DModel
@@ -58,6 +61,21 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     def seeded(p):
         return p(PROMPTS[:2], generator=torch.Generator().manual_seed(3)).images
     torch.testing.assert_close(seeded(loaded), seeded(pipe))
+
+
+def test_same_image_bias_saved_and_loaded(pipe, tmp_path):
+    config = dataclasses.replace(pipe.config, same_image_bias=True)
+    biased = GroupDiffusionPipeline(copy.deepcopy(pipe.transformer), pipe.vae, pipe.scheduler,
+                                    copy.deepcopy(pipe.text_encoder), config)
+    with torch.no_grad():
+        biased.group_bias.values.normal_(0, 2)
+    biased.save_pretrained(tmp_path)
+    loaded = GroupDiffusionPipeline.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.group_bias.values, biased.group_bias.values)
+    def seeded(p):
+        return p(PROMPTS[:2], generator=torch.Generator().manual_seed(3)).images
+    torch.testing.assert_close(seeded(loaded), seeded(biased))
+    assert not torch.allclose(seeded(biased), seeded(pipe), atol=1e-4)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

@@ -102,3 +102,30 @@ def test_schedule_holds_ramps_and_floors_delta():
     assert alpha == pytest.approx(0.75) and delta == 75
     assert s.at(60) == (0.5, 0.1, 50) and s.at(1000) == (0.5, 0.1, 50)
     assert PerturbationSchedule(delta=3, hold_steps=0, ramp_end_steps=1).at(5)[2] == 1
+
+
+def test_dead_codes_restart_onto_batch_latents_only_in_training():
+    torch.manual_seed(0)
+    vq = L2NormVectorQuantizer(num_codes=16, dim=4, dead_code_steps=3)
+    latents = torch.nn.functional.normalize(torch.randn(2, 8, 4), dim=-1)
+    vq.eval()
+    before = vq.embedding.weight.clone()
+    for _ in range(5):
+        vq(latents)
+    assert torch.equal(vq.embedding.weight, before)  # eval: nothing moves
+    vq.train()
+    used = set(vq(latents).codes.flatten().tolist())
+    vq(latents)
+    vq(latents)  # third call: codes idle since the start are restarted
+    moved = (vq.embedding.weight != before).any(-1)
+    assert moved.any()
+    assert not moved[sorted(used)].any()  # a code in use keeps its vector
+    book = vq.normalized_codebook()
+    for row in book[moved]:  # a restarted code sits on one of the batch's latents
+        assert (latents.reshape(-1, 4) - row).norm(dim=-1).min() < 1e-5
+    assert len(set(vq(latents).codes.flatten().tolist())) >= len(used)
+
+
+def test_dead_code_steps_validated():
+    with pytest.raises(ValueError, match="dead_code_steps"):
+        L2NormVectorQuantizer(num_codes=4, dim=2, dead_code_steps=-1)

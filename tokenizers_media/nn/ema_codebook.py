@@ -18,17 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenizers_media.nn.vq import nearest_neighbours
-
-
-def sample_vectors(samples: torch.Tensor, num: int) -> torch.Tensor:
-    """``num`` rows of ``samples`` (N, D): without replacement when N >= num, else with replacement."""
-    count = samples.shape[0]
-    if count >= num:
-        index = torch.randperm(count, device=samples.device)[:num]
-    else:
-        index = torch.randint(0, count, (num,), device=samples.device)
-    return samples[index]
+from tokenizers_media.nn.vq import nearest_neighbours, sample_vectors
 
 
 def kmeans(samples: torch.Tensor, num_clusters: int, num_iters: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,10 @@ section 1, RobustTok) simulates a generator's sampling errors: for the first flo
 each token is replaced with probability alpha by one of its delta nearest codes, drawn uniformly from [0, delta)
 where index 0 is the token's own code. It is applied *after* the VQ/commit losses, so only reconstruction losses
 see perturbed codes.
+
+Optionally (``dead_code_steps``; our addition, not in the KARL / RobustTok papers), a code that no latent picked
+during that many training calls is moved onto a random latent of the current batch, as EnCodec-style codebooks
+do: a short run otherwise settles on a few dozen of its 4096 codes.
 """
 
 from __future__ import annotations
@@ -39,6 +43,16 @@ class VQOutput:
         return self.codebook_loss + self.commit_loss
 
 
+def sample_vectors(samples: torch.Tensor, num: int) -> torch.Tensor:
+    """``num`` rows of ``samples`` (N, D): without replacement when N >= num, else with replacement."""
+    count = samples.shape[0]
+    if count >= num:
+        index = torch.randperm(count, device=samples.device)[:num]
+    else:
+        index = torch.randint(0, count, (num,), device=samples.device)
+    return samples[index]
+
+
 def nearest_neighbours(queries: torch.Tensor, codebook: torch.Tensor, k: int = 1) -> torch.Tensor:
     """Indices ``(..., k)`` of the ``k`` codebook rows nearest (Euclidean) to each query, nearest first.
 
@@ -63,15 +77,20 @@ class L2NormVectorQuantizer(nn.Module):
         num_codes: codebook size (KARL / RobustTok: 4096).
         dim: code dimension (KARL: 12).
         commitment: weight of the commitment term (0.25 in both papers).
+        dead_code_steps: restart a code unused for this many training calls (0 = never).
     """
 
-    def __init__(self, num_codes: int, dim: int, commitment: float = 0.25) -> None:
+    def __init__(self, num_codes: int, dim: int, commitment: float = 0.25, dead_code_steps: int = 0) -> None:
         super().__init__()
-        if num_codes < 1 or dim < 1:
-            raise ValueError(f"num_codes and dim must be positive, got {num_codes}, {dim}")
+        if num_codes < 1 or dim < 1 or dead_code_steps < 0:
+            raise ValueError(f"num_codes and dim must be positive and dead_code_steps >= 0, got {num_codes}, {dim}, "
+                             f"{dead_code_steps}")
         self.num_codes, self.dim, self.commitment = num_codes, dim, commitment
+        self.dead_code_steps = dead_code_steps
         self.embedding = nn.Embedding(num_codes, dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / num_codes, 1.0 / num_codes)
+        # Training-only bookkeeping, kept out of checkpoints (a resumed run starts counting again).
+        self.register_buffer("idle_calls", torch.zeros(num_codes, dtype=torch.long), persistent=False)
 
     def normalized_codebook(self) -> torch.Tensor:
         """(K, D) unit-norm codes, in fp32 (quantization is done in fp32 whatever the model dtype)."""
@@ -96,7 +115,23 @@ class L2NormVectorQuantizer(nn.Module):
         codebook_loss = F.mse_loss(q, z.detach())
         commit_loss = self.commitment * F.mse_loss(z, q.detach())
         quantized = z + (q - z).detach()
+        if self.training and self.dead_code_steps:
+            self.restart_dead_codes_(z.detach().reshape(-1, self.dim), codes)
         return VQOutput(quantized.to(latents.dtype), codes, codebook_loss, commit_loss)
+
+    @torch.no_grad()
+    def restart_dead_codes_(self, latents: torch.Tensor, codes: torch.Tensor) -> None:
+        """Count a training call; codes idle for ``dead_code_steps`` calls move onto random rows of the batch's
+        unit latents (M, D), rescaled to the codebook's mean norm so every code learns at one rate."""
+        used = torch.zeros(self.num_codes, dtype=torch.bool, device=codes.device)
+        used[codes.reshape(-1)] = True
+        self.idle_calls.add_(1).masked_fill_(used, 0)
+        dead = self.idle_calls >= self.dead_code_steps
+        count = int(dead.sum())
+        if count:
+            scale = self.embedding.weight.norm(dim=-1).mean()
+            self.embedding.weight[dead] = sample_vectors(latents, count).to(self.embedding.weight) * scale
+            self.idle_calls[dead] = 0
 
     def perturb(self, codes: torch.Tensor, alpha: float, beta: float, delta: int,
                 generator: torch.Generator | None = None, latents: torch.Tensor | None = None) -> torch.Tensor:
