@@ -46,6 +46,8 @@ def train_karl_command(
     steps: int = typer.Option(1500, help="Optimizer steps."),
     batch_size: int = typer.Option(32, help="Images per step."),
     lr: float = typer.Option(3e-4, help="Peak learning rate."),
+    l1_weight: float = typer.Option(1.0, help="Pixel L1 loss weight."),
+    l2_weight: float = typer.Option(1.0, help="Pixel L2 loss weight."),
     perturb: str | None = typer.Option(None, help="Robust latent perturbation, e.g. alpha=1,beta=0.1,delta=100."),
     seed: int = typer.Option(0, help="Torch seed for the initial weights and the pass randomness."),
     threads: int = typer.Option(1, help="torch.set_num_threads."),
@@ -59,8 +61,8 @@ def train_karl_command(
     start_run(threads)
     try:
         options = None if perturb is None else PerturbOptions.parse(perturb)
-        config = KARLTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                 perturb=options)
+        config = KARLTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, l1_weight=l1_weight,
+                                 l2_weight=l2_weight, seed=seed, perturb=options)
         train_karl(config, out, show_progress=progress, stop_at=stop_at)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err

@@ -76,6 +76,8 @@ class KARLTrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     token_step: int = 4
+    l1_weight: float = 1.0
+    """Pixel L1 weight; L1 alone favours the background (the median) wherever an object's place is uncertain."""
     l2_weight: float = 1.0
     halt_weight: float = 0.1
     min_objects: int = 1
@@ -199,7 +201,8 @@ def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, 
 
 
 def _reconstruction(reconstruction: torch.Tensor, images: torch.Tensor, config: KARLTrainConfig) -> torch.Tensor:
-    return F.l1_loss(reconstruction, images) + config.l2_weight * F.mse_loss(reconstruction, images)
+    return (config.l1_weight * F.l1_loss(reconstruction, images)
+            + config.l2_weight * F.mse_loss(reconstruction, images))
 
 
 @torch.no_grad()

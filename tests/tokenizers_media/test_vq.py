@@ -129,3 +129,12 @@ def test_dead_codes_restart_onto_batch_latents_only_in_training():
 def test_dead_code_steps_validated():
     with pytest.raises(ValueError, match="dead_code_steps"):
         L2NormVectorQuantizer(num_codes=4, dim=2, dead_code_steps=-1)
+
+
+def test_restart_inside_a_graph_still_backpropagates():
+    torch.manual_seed(0)
+    vq = L2NormVectorQuantizer(num_codes=32, dim=4, dead_code_steps=1).train()
+    latents = torch.randn(2, 8, 4, requires_grad=True)
+    first, second = vq(latents), vq(latents * 2)  # two passes before one backward, as KARL's training does
+    (first.loss + second.loss + first.quantized.sum()).backward()
+    assert latents.grad is not None and vq.embedding.weight.grad is not None

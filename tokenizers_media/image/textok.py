@@ -43,6 +43,8 @@ class TexTokConfig(ModelConfig):
     """``kl``: continuous diagonal-Gaussian tokens (the paper); ``vq``: L2-normalised codebook tokens."""
     codebook_size: int = 4096
     """Only for the ``vq`` bottleneck."""
+    dead_code_steps: int = 0
+    """``vq`` only: restart codes unused for this many training calls (0 = never; ``tokenizers_media.nn.vq``)."""
     encoder_width: int = 768
     encoder_depth: int = 12
     encoder_heads: int = 12
@@ -82,7 +84,7 @@ def _paper_b() -> TexTokConfig:
 def _tiny() -> TexTokConfig:
     """CPU-trainable on 32 px shapes world: 2 + 2 blocks of width 96, patch 4 (64 patches), ~0.6 M params."""
     return TexTokConfig(image_size=32, patch_size=4, num_latent_tokens=32, encoder_width=96, encoder_depth=2,
-                        encoder_heads=4, decoder_width=96, decoder_depth=2, decoder_heads=4)
+                        encoder_heads=4, decoder_width=96, decoder_depth=2, decoder_heads=4, dead_code_steps=200)
 
 
 @dataclass
@@ -121,7 +123,7 @@ class TexTok(PretrainedModel):
         if c.bottleneck == "kl":
             self.gaussian = DiagonalGaussian()
         else:
-            self.quantizer = L2NormVectorQuantizer(c.codebook_size, c.latent_dim)
+            self.quantizer = L2NormVectorQuantizer(c.codebook_size, c.latent_dim, dead_code_steps=c.dead_code_steps)
         # Decoder: learnable patch queries + projected latents (+ projected text).
         self.patch_queries = nn.Parameter(torch.randn(1, c.decoder_width) * 0.02)
         self.decoder_pos = nn.Parameter(torch.randn(c.num_patches, c.decoder_width) * 0.02)

@@ -129,8 +129,10 @@ class L2NormVectorQuantizer(nn.Module):
         dead = self.idle_calls >= self.dead_code_steps
         count = int(dead.sum())
         if count:
-            scale = self.embedding.weight.norm(dim=-1).mean()
-            self.embedding.weight[dead] = sample_vectors(latents, count).to(self.embedding.weight) * scale
+            # Written through ``.data``: graphs of this step that are not yet backpropagated hold the codebook, but
+            # a dead code was picked by none of them (idle for every call), so its rows carry no gradient there.
+            book = self.embedding.weight.data
+            book[dead] = sample_vectors(latents, count).to(book) * book.norm(dim=-1).mean()
             self.idle_calls[dead] = 0
 
     def perturb(self, codes: torch.Tensor, alpha: float, beta: float, delta: int,
