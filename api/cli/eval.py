@@ -92,6 +92,8 @@ def binding_command(
     steps: int = typer.Option(25, help="DDIM steps."),
     guidance: float = typer.Option(7.5, help="Classifier-free guidance scale."),
     methods: str = typer.Option("plain,tome-merge-only,tome", help="Comma-separated methods to compare."),
+    noun_weight: float | None = typer.Option(None, help="ToMe composite token: weight of the noun (paper 1.1)."),
+    attribute_weight: float | None = typer.Option(None, help="ToMe composite: weight of the attributes (paper 1.2)."),
     seed: int = typer.Option(0, help="Seed of the prompts and of the initial noise."),
     threads: int = typer.Option(1, help="torch.set_num_threads."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
@@ -129,6 +131,8 @@ def binding_command(
         raise typer.BadParameter(str(err)) from err
     pipe.set_progress_bar_config(disable=True)
     tome_kwargs = json.loads((ref.path / "config.json").read_text()).get("tome", {})
+    weights = {"noun_weight": noun_weight, "attribute_weight": attribute_weight}
+    tome_kwargs.update({k: v for k, v in weights.items() if v is not None})
     results = evaluate_binding(pipe, scorer, binding_prompts(prompts, seed), images_per_prompt, steps, guidance,
                                {m: METHODS[m] for m in chosen}, tome_kwargs, seed, progress=typer.echo)
     reference = reference_binding(scorer, pipe.unet.config.sample_size * pipe.vae_scale_factor)
