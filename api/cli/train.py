@@ -219,6 +219,8 @@ def train_gdt_command(
     single_image: bool = typer.Option(False, "--single-image", help="Baseline: same data, G = 1 attention."),
     same_image_bias: bool = typer.Option(False, "--same-image-bias",
                                          help="Learn a same-image attention bias per layer and head."),
+    drop_shared: float = typer.Option(0.5, min=0.0, max=1.0,
+                                      help="Share of groups whose later captions leave out the shared attribute."),
     steps: int = typer.Option(2000, help="Optimizer steps."),
     groups_per_step: int = typer.Option(8, help="Groups per step."),
     seed: int = typer.Option(0, help="Torch seed."),
@@ -232,8 +234,8 @@ def train_gdt_command(
     start_run(threads)
     try:
         config = GDTTrainConfig(preset=preset, group_size=group_size, single_image=single_image,
-                                same_image_bias=same_image_bias, steps=steps, groups_per_step=groups_per_step,
-                                seed=seed)
+                                same_image_bias=same_image_bias, drop_shared=drop_shared, steps=steps,
+                                groups_per_step=groups_per_step, seed=seed)
         info = train_gdt(config, out, vae, command="mediaforge " + " ".join(sys.argv[1:]))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
