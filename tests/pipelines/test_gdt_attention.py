@@ -72,13 +72,16 @@ def test_images_of_a_group_see_each_other_and_only_their_group(case):
     torch.testing.assert_close(run(model, changed, cond)[0], run(model, x, cond)[0])
 
 
-@torch.no_grad()
-def test_equivariant_to_group_order(case):
-    model, run, cond, x = case
+def assert_equivariant_to_group_order(model, run, cond, x):
     install_group_attention(model, 4)
     perm = torch.tensor([2, 0, 3, 1])
     out = run(model, x, cond)
     torch.testing.assert_close(run(model, x[perm], cond[perm]), out[perm], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_equivariant_to_group_order(case):
+    assert_equivariant_to_group_order(*case)
 
 
 @torch.no_grad()
@@ -112,10 +115,7 @@ def test_same_image_bias_keeps_stock_at_g1_and_equivariance(case):
     stock = run(model, x, cond)
     with_bias(model, 1, 3.0)
     assert torch.equal(run(model, x, cond), stock)  # G = 1: a constant shift, skipped
-    install_group_attention(model, 4)
-    perm = torch.tensor([2, 0, 3, 1])
-    out = run(model, x, cond)
-    torch.testing.assert_close(run(model, x[perm], cond[perm]), out[perm], atol=1e-5, rtol=1e-5)
+    assert_equivariant_to_group_order(model, run, cond, x)  # the bias stays installed
 
 
 @torch.no_grad()
