@@ -5,7 +5,8 @@ Components, each saved in its own sub-folder the diffusers way: ``transformer`` 
 (``AutoencoderKL``), ``scheduler`` (``DDIMScheduler``), and a pluggable caption encoder
 (``tokenizers_media.text.encoders``: the frozen packaged MiniLM, whose 384-d token states the transformer's
 caption projection maps to its width, or the small ``learned`` one for tests). The top-level ``config.json``
-names the model class for the zoo.
+names the model class for the zoo; with ``same_image_bias`` the learned ``SameImageBias`` sits beside it in
+``group_attention.safetensors``.
 
 Reference images are conditioned SDEdit style (paper sec. 3.3): at every step each reference latent is
 re-noised to the current time and swapped in at its index, so the other images of its group attend to it
