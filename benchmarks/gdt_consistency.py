@@ -6,9 +6,11 @@ attention, G = 4), the same weights with group attention off (G = 1), and the sa
 single images for the same steps (``mediaforge train gdt --single-image``). The judge is the shapes classifier;
 its top-1 accuracy on real 32 px images and on their VAE reconstructions is printed first (the ceiling).
 
-Last, whether the group model uses its group at all: on training-style groups whose later captions leave out the
-shared attribute, the noise-prediction error of those images with group attention (G = 4) over the error with
-the same weights and noise run image by image (G = 1), at a few time steps (below 1: the group helps).
+Then the same without a reference (image 0 generated from its full caption too; consistency = agreement with
+the judge's reading of that generated image). Last, whether the group model uses its group at all: on
+training-style groups whose later captions leave out the shared attribute, the noise-prediction error of those
+images with group attention (G = 4) over the error with the same weights and noise run image by image (G = 1),
+at a few time steps (below 1: the group helps).
 
 Run: ``python benchmarks/gdt_consistency.py --group pipelines/weights/gdt-tiny --single DIR
 [--judge pipelines/weights/shapes-classifier] [--groups 48] [--steps 25] [--guidance 3] [--threads 1]``.
@@ -90,14 +92,19 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     runs = [("GDT (group-trained)", group, args.group_size), ("GDT weights, group attention off", group, 1),
             ("single-image baseline", single, 1)]
-    for attribute in ATTRIBUTES:
-        case = consistency_case(attribute, args.groups, args.group_size, group.config.image_size)
-        chance = 1 / len(COLOUR_NAMES if attribute == "colour" else SHAPES)
-        for name, pipe, g in runs:
-            r = measure(pipe, judge, case, attribute, g, num_inference_steps=args.steps,
-                        guidance_scale=args.guidance)
-            print(f"| {name} | G={g} | {attribute} | {r['consistency']:.3f} | {chance:.3f} | {r['adherence']:.3f} "
-                  f"| {r['images']} |", flush=True)
+    for with_reference in (True, False):
+        if not with_reference:
+            print("\nNo reference: image 0 generated from its caption too; consistency = agreement with it")
+            print("| model | attention at sampling | kept attribute | consistency | chance | adherence to caption "
+                  "| images |\n|---|---|---|---|---|---|---|")
+        for attribute in ATTRIBUTES:
+            case = consistency_case(attribute, args.groups, args.group_size, group.config.image_size)
+            chance = 1 / len(COLOUR_NAMES if attribute == "colour" else SHAPES)
+            for name, pipe, g in runs:
+                r = measure(pipe, judge, case, attribute, g, with_reference=with_reference,
+                            num_inference_steps=args.steps, guidance_scale=args.guidance)
+                print(f"| {name} | G={g} | {attribute} | {r['consistency']:.3f} | {chance:.3f} "
+                      f"| {r['adherence']:.3f} | {r['images']} |", flush=True)
     print("\nGroup model, caption-dropped images of 32 training-style groups (eval split): noise-prediction MSE")
     print("| group kind | t | G=4 | G=1 | ratio |\n|---|---|---|---|---|")
     for kind in ("same_colour", "same_shape"):

@@ -9,6 +9,10 @@ of the reference and name a different value of the other one:
 The classifier's top-1 class of each generated image gives its (shape, colour). ``consistency`` is the rate at
 which the left-out attribute equals the reference's (chance: 1/8 for colour, 1/5 for shape); ``adherence`` the
 rate at which the named attribute matches its caption. Test groups come from the ``eval`` split.
+
+With ``with_reference=False`` image 0 is generated from its full caption too (joint generation, no
+conditioning image), and the kept value is the judge's reading of that generated image 0: whether the group
+agrees with itself, which separates what group attention learned from how the reference is injected.
 """
 
 from __future__ import annotations
@@ -77,20 +81,26 @@ def classify(judge: ShapesClassifier, images: torch.Tensor) -> tuple[list[str], 
 
 
 def measure(pipe: GroupDiffusionPipeline, judge: ShapesClassifier, case: ConsistencyCase, attribute: str,
-            group_size: int, seed: int = 0, groups_per_call: int = 16, **call: object) -> dict[str, float]:
+            group_size: int, seed: int = 0, groups_per_call: int = 16, with_reference: bool = True,
+            **call: object) -> dict[str, float]:
     """Generate every test group with ``group_size``-way attention (1 = images independent)."""
     g = len(case.prompts) // len(case.kept)
     images = []
     for start in range(0, len(case.kept), groups_per_call):
         refs = case.references[start: start + groups_per_call]
         prompts = case.prompts[start * g: (start + len(refs)) * g]
-        out = pipe(prompts, reference_images={k * g: r for k, r in enumerate(refs)}, group_size=group_size,
+        references = {k * g: r for k, r in enumerate(refs)} if with_reference else {}
+        out = pipe(prompts, reference_images=references, group_size=group_size,
                    generator=torch.Generator().manual_seed(seed + start), **call).images
-        images.append(out.reshape(len(refs), g, *out.shape[1:])[:, 1:])
-    generated = torch.cat(images).flatten(0, 1)
-    shapes, colours = classify(judge, generated)
+        images.append(out.reshape(len(refs), g, *out.shape[1:]))
+    groups = torch.cat(images)
+    shapes, colours = classify(judge, groups[:, 1:].flatten(0, 1))
     left_out, captioned = (colours, shapes) if attribute == "colour" else (shapes, colours)
-    kept = [v for v in case.kept for _ in range(g - 1)]
+    kept = case.kept
+    if not with_reference:  # the group should agree with its own generated image 0
+        first_shapes, first_colours = classify(judge, groups[:, 0])
+        kept = first_colours if attribute == "colour" else first_shapes
+    kept = [v for v in kept for _ in range(g - 1)]
     return {"consistency": float(np.mean([a == b for a, b in zip(left_out, kept, strict=True)])),
             "adherence": float(np.mean([a == b for a, b in zip(captioned, case.named, strict=True)])),
-            "images": len(generated)}
+            "images": len(left_out)}

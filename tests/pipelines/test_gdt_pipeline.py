@@ -9,7 +9,9 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, PixArtTransformer2DModel
 
+from pipelines.gdt.consistency import consistency_case, measure
 from pipelines.gdt.pipeline import GroupDiffusionConfig, GroupDiffusionPipeline
+from tokenizers_media.modeling import load_pretrained
 from tokenizers_media.text.encoders import build_text_encoder
 
 PROMPTS = ["a red circle at the top left", "a blue circle", "a green circle", "a circle at the bottom"]
@@ -112,3 +114,12 @@ def test_generate_group_job_kind(pipe, tmp_path):
         GenerateGroupParams(prompts=PROMPTS[:3], group_size=2)
     with pytest.raises(InputError, match="reference"):
         job.check_request(Request({}, params))
+
+
+@pytest.mark.parametrize("with_reference", [True, False])
+def test_consistency_measure_counts_the_generated_images(pipe, with_reference):
+    judge = load_pretrained("pipelines/weights/shapes-classifier")
+    case = consistency_case("colour", groups=3, group_size=2)
+    result = measure(pipe, judge, case, "colour", 2, with_reference=with_reference, num_inference_steps=2)
+    assert result["images"] == 3  # one generated image per group of 2
+    assert 0.0 <= result["consistency"] <= 1.0 and 0.0 <= result["adherence"] <= 1.0
