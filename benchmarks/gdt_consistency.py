@@ -25,7 +25,7 @@ import torch
 from pipelines.data.shapes import COLOUR_NAMES, SHAPES, split_rng
 from pipelines.gdt.attention import install_group_attention
 from pipelines.gdt.consistency import ATTRIBUTES, classify, consistency_case, measure
-from pipelines.gdt.groups import SHARED_WORDS, GroupSampler, group_world, object_caption
+from pipelines.gdt.groups import GroupSampler, group_world
 from pipelines.gdt.pipeline import GroupDiffusionPipeline
 from tokenizers_media.modeling import load_pretrained
 
@@ -40,30 +40,32 @@ def judge_ceiling(judge, pipe: GroupDiffusionPipeline, images: int = 256) -> tup
 
 
 @torch.no_grad()
-def group_benefit(pipe: GroupDiffusionPipeline, kind: str, t: int, groups: int = 32, group_size: int = 4
-                  ) -> tuple[float, float]:
-    """Noise-prediction MSE of the caption-dropped images (1..G-1) of ``kind`` groups: (G-way, one by one)."""
+def group_benefit(pipe: GroupDiffusionPipeline, kind: str, timesteps: list[int], groups: int = 32,
+                  group_size: int = 4) -> list[tuple[float, float]]:
+    """Noise-prediction MSE of the caption-dropped images (1..G-1) of ``kind`` groups, per time step:
+    (G-way, one by one)."""
     sampler = GroupSampler(group_size, pipe.config.image_size)
     rng = split_rng("eval", 5)
     scenes, captions = [], []
-    dropped = SHARED_WORDS[kind]
     for _ in range(groups):
         group = sampler.group_scenes(kind, rng)
         scenes += group
-        captions += [object_caption(s.objects[0], colour=i == 0 or "colour" not in dropped,
-                                    shape=i == 0 or "shape" not in dropped) for i, s in enumerate(group)]
+        captions += [sampler.caption(s.objects[0], kind, drop=i > 0) for i, s in enumerate(group)]
     latents = pipe.encode_images(sampler.world.render(scenes).images)
     text = pipe.encode_prompts(captions)
-    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(t))
-    steps = torch.full((len(latents),), t)
-    noisy = pipe.scheduler.add_noise(latents, noise, steps)
-    errors = []
-    for g in (group_size, 1):
-        install_group_attention(pipe.transformer, g)
-        eps = pipe.predict_noise(noisy, steps, text)
-        errors.append((eps - noise).pow(2).mean((1, 2, 3)).reshape(groups, group_size)[:, 1:].mean().item())
+    results = []
+    for t in timesteps:
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(t))
+        steps = torch.full((len(latents),), t)
+        noisy = pipe.scheduler.add_noise(latents, noise, steps)
+        errors = []
+        for g in (group_size, 1):
+            install_group_attention(pipe.transformer, g)
+            eps = pipe.predict_noise(noisy, steps, text)
+            errors.append((eps - noise).pow(2).mean((1, 2, 3)).reshape(groups, group_size)[:, 1:].mean().item())
+        results.append((errors[0], errors[1]))
     install_group_attention(pipe.transformer, pipe.config.group_size)
-    return errors[0], errors[1]
+    return results
 
 
 def _agreement(pred: list, truth: list) -> float:
@@ -88,17 +90,16 @@ def main() -> None:
     real, recon = judge_ceiling(judge, group)
     print(f"judge top-1 (shape and colour): real 32 px {real:.3f}, VAE reconstructions {recon:.3f}")
     print(f"{args.groups} groups of {args.group_size} per attribute, {args.steps} DDIM steps, guidance {args.guidance}")
-    print("| model | attention at sampling | kept attribute | consistency | chance | adherence to caption | images |")
-    print("|---|---|---|---|---|---|---|")
     runs = [("GDT (group-trained)", group, args.group_size), ("GDT weights, group attention off", group, 1),
             ("single-image baseline", single, 1)]
-    for with_reference in (True, False):
-        if not with_reference:
-            print("\nNo reference: image 0 generated from its caption too; consistency = agreement with it")
-            print("| model | attention at sampling | kept attribute | consistency | chance | adherence to caption "
-                  "| images |\n|---|---|---|---|---|---|---|")
-        for attribute in ATTRIBUTES:
-            case = consistency_case(attribute, args.groups, args.group_size, group.config.image_size)
+    cases = {a: consistency_case(a, args.groups, args.group_size, group.config.image_size) for a in ATTRIBUTES}
+    titles = {True: "With a reference image (index 0)",
+              False: "No reference: image 0 generated from its caption too; consistency = agreement with it"}
+    for with_reference, title in titles.items():
+        print(f"\n{title}")
+        print("| model | attention at sampling | kept attribute | consistency | chance | adherence to caption "
+              "| images |\n|---|---|---|---|---|---|---|")
+        for attribute, case in cases.items():
             chance = 1 / len(COLOUR_NAMES if attribute == "colour" else SHAPES)
             for name, pipe, g in runs:
                 r = measure(pipe, judge, case, attribute, g, with_reference=with_reference,
@@ -107,9 +108,10 @@ def main() -> None:
                       f"| {r['adherence']:.3f} | {r['images']} |", flush=True)
     print("\nGroup model, caption-dropped images of 32 training-style groups (eval split): noise-prediction MSE")
     print("| group kind | t | G=4 | G=1 | ratio |\n|---|---|---|---|---|")
+    timesteps = [200, 400, 600, 800]
     for kind in ("same_colour", "same_shape"):
-        for t in (200, 400, 600, 800):
-            grouped, alone = group_benefit(group, kind, t, group_size=args.group_size)
+        for t, (grouped, alone) in zip(timesteps, group_benefit(group, kind, timesteps, group_size=args.group_size),
+                                       strict=True):
             print(f"| {kind} | {t} | {grouped:.4f} | {alone:.4f} | {grouped / alone:.3f} |", flush=True)
 
 

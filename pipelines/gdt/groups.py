@@ -77,7 +77,7 @@ class GroupSampler:
             group = self.group_scenes(kind, rng)
             drop = rng.random() < self.drop_shared
             scenes += group
-            captions += [self._caption(s.objects[0], kind, drop and i > 0) for i, s in enumerate(group)]
+            captions += [self.caption(s.objects[0], kind, drop and i > 0) for i, s in enumerate(group)]
         return GroupBatch(self.world.render(scenes).images, captions, scenes, kinds)
 
     def group_scenes(self, kind: str, rng: np.random.Generator) -> list[Scene]:
@@ -103,7 +103,8 @@ class GroupSampler:
         raise ValueError(f"unknown group kind {kind!r}; kinds are {GROUP_KINDS}")
 
     @staticmethod
-    def _caption(obj: ShapeObject, kind: str, drop: bool) -> str:
+    def caption(obj: ShapeObject, kind: str, drop: bool) -> str:
+        """The object's caption, without the words of the attribute ``kind`` groups share when ``drop``."""
         dropped = SHARED_WORDS[kind] if drop else ()
         return object_caption(obj, colour="colour" not in dropped, shape="shape" not in dropped)
 
