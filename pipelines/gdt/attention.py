@@ -47,12 +47,11 @@ class SameImageBias(nn.Module):
 class GroupAttnProcessor:
     """Self-attention over the concatenated tokens of each group of ``group_size`` consecutive images."""
 
-    def __init__(self, group_size: int, inner: object | None = None,
-                 bias: tuple[SameImageBias, int] | None = None) -> None:
+    def __init__(self, group_size: int, inner: object | None = None) -> None:
         self.inner = inner if inner is not None else AttnProcessor2_0()
         self.group_size = check_group_size(group_size)
-        self.bias = bias
-        """(the model's ``SameImageBias``, this layer's index in it), or None."""
+        self.bias: tuple[SameImageBias, int] | None = None
+        """(the model's ``SameImageBias``, this layer's index in it), set by ``install_group_attention``."""
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,

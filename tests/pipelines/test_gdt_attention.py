@@ -141,3 +141,18 @@ def test_same_image_bias_trains_by_gradient():
     assert bias.values.grad is not None and bias.values.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="layers"):
         install_group_attention(model, 2, SameImageBias(5, 3))
+
+
+@torch.no_grad()
+def test_same_image_bias_keeps_a_key_mask():
+    model = tiny_pixart()
+    with_bias(model, 2, 2.0)
+    layer = next(iter(self_attention_layers(model).values()))
+    x = torch.randn(4, 16, layer.query_dim)
+    mask = torch.ones(4, 16, dtype=torch.bool)
+    mask[1, :8] = False  # the first 8 tokens of image 1 may not be attended to
+    out = layer.processor(layer, x, attention_mask=mask)
+    changed = x.clone()
+    changed[1, :8] = torch.randn(8, layer.query_dim)
+    torch.testing.assert_close(layer.processor(layer, changed, attention_mask=mask)[0], out[0])
+    assert not torch.allclose(layer.processor(layer, changed)[0], layer.processor(layer, x)[0], atol=1e-5)
