@@ -82,6 +82,44 @@ def karl_command(
     typer.echo(report.markdown())
 
 
+@app.command("textok")
+def textok_command(
+    models: list[str] = typer.Option(..., "--model", "-m", help="TexTok zoo name or model directory (repeat to "
+                                     "compare, e.g. the text ablation)."),
+    images: int = typer.Option(1024, help="Held-out shapes-world images."),
+    classifier: str = typer.Option("shapes-classifier", help="Judge and feature network: zoo name or directory."),
+    threads: int = typer.Option(1, help="torch.set_num_threads."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
+) -> None:
+    """PSNR / SSIM, proxy rFID and class-set agreement of reconstructions, one row per model (markdown)."""
+    import json
+
+    import torch
+
+    from pipelines.base import InputError
+    from pipelines.shapes_classifier import ShapesClassifier
+    from pipelines.textok_eval import evaluate_textok, markdown_table
+    from pipelines.zoo import resolve_model
+    from tokenizers_media.image.textok import TexTok
+
+    torch.set_num_threads(threads)
+    try:
+        judge = ShapesClassifier.from_pretrained(resolve_model(classifier).path)
+        rows = []
+        for name in models:
+            ref = resolve_model(name)
+            if ref.model_class != "TexTok":
+                raise InputError(f"{name!r} is a {ref.model_class}, not a TexTok")
+            model = TexTok.from_pretrained(ref.path)
+            rows.append((name, model, evaluate_textok(model, images, judge)))
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"{images} held-out shapes-world images (eval split); rFID is a proxy (shapes-classifier features)\n")
+    typer.echo(markdown_table(rows))
+    if json_out is not None:
+        json_out.write_text(json.dumps({name: report.metrics() for name, _, report in rows}, indent=2))
+
+
 @app.command("binding")
 def binding_command(
     model: str = typer.Option("sd-shapes-tiny", "--model", "-m", help="SD pipeline folder: zoo name or path."),

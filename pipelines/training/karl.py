@@ -117,6 +117,9 @@ def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = Tru
     model = KARL.from_preset(config.preset, **config.model_overrides)
     if model.quantizer is None and config.perturb is not None:
         raise ValueError("--perturb needs a quantised KARL (quantize=True): perturbation replaces codes")
+    if not 1 <= config.token_step <= model.config.max_tokens:
+        raise ValueError(f"token_step must be 1..{model.config.max_tokens} (the model's max_tokens), "
+                         f"got {config.token_step}")
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                               betas=(0.9, 0.95))
     start_step, elapsed = _resume(out_dir / CHECKPOINT_NAME, model, optim, config)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from pipelines.data.shapes import ShapesWorld
-from pipelines.metrics import psnr, ssim
+from pipelines.textok_eval import evaluate_textok
 from pipelines.training.image_grid import save_image_grid
 from tokenizers_media.image.textok import TexTok
 from tokenizers_media.nn.vq import PerturbationSchedule
@@ -118,26 +118,11 @@ def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool =
                 logger.info("step %d rec %.5f", done, rec)
     wall = time.perf_counter() - start
     model.eval()
-    metrics = {**evaluate_textok(model, config.eval_images), "train_seconds": round(wall, 1),
+    metrics = {**evaluate_textok(model, config.eval_images).metrics(), "train_seconds": round(wall, 1),
                "steps": config.steps}
     model.save_pretrained(out_dir / "model")
     (out_dir / "metrics.json").write_text(json.dumps({"config": asdict(config), "metrics": metrics}, indent=2))
     return metrics
-
-
-@torch.no_grad()
-def evaluate_textok(model: TexTok, images: int, batch_size: int = 128) -> dict[str, float]:
-    """Mean PSNR / SSIM of deterministic (mean-latent) reconstructions on the held-out ``eval`` split."""
-    world = ShapesWorld(model.config.image_size, min_objects=1, max_objects=4)
-    scores_p, scores_s = [], []
-    for index, start in enumerate(range(0, images, batch_size)):
-        batch = world.batch("eval", index, min(batch_size, images - start))
-        text = batch.captions if model.config.text_conditioning else None
-        recon = model.decode(model.encode(batch.images, text).latents, text)
-        scores_p.append(psnr(recon, batch.images))
-        scores_s.append(ssim(recon, batch.images))
-    return {"psnr": torch.cat(scores_p).mean().item(), "ssim": torch.cat(scores_s).mean().item(),
-            "eval_images": images}
 
 
 def _loss(model: TexTok, config: TexTokTrainConfig, images: torch.Tensor, text: list[str] | TextEmbedding,

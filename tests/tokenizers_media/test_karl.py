@@ -131,3 +131,9 @@ def test_train_karl_checkpoints_resume_and_samples(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="different training configuration"):
         train_karl(config.__class__(**{**config.__dict__, "steps": 3}), tmp_path, show_progress=False)
+
+
+def test_train_karl_rejects_a_token_step_outside_the_budget(tmp_path):
+    config = KARLTrainConfig(steps=1, batch_size=2, token_step=0, model_overrides=MICRO)
+    with pytest.raises(ValueError, match="token_step must be 1.."):
+        train_karl(config, tmp_path, show_progress=False)
