@@ -19,6 +19,7 @@ Run: ``python benchmarks/gdt_consistency.py --group pipelines/weights/gdt-tiny -
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import torch
 
@@ -39,11 +40,25 @@ def judge_ceiling(judge, pipe: GroupDiffusionPipeline, images: int = 256) -> tup
     return _agreement(real, truth), _agreement(recon, truth)
 
 
+SHARED = {"same_colour": "colour", "same_shape": "shape"}
+"""The attribute each measured group kind shares, and leaves out of its later captions."""
+
+
+@dataclass(frozen=True)
+class Benefit:
+    """One time step, caption-dropped images only; (G-way, one by one) pairs."""
+
+    mse: tuple[float, float]
+    """Noise-prediction MSE."""
+    read: tuple[float, float]
+    """How often the judge reads the group's shared attribute in the predicted clean image."""
+
+
 @torch.no_grad()
-def group_benefit(pipe: GroupDiffusionPipeline, kind: str, timesteps: list[int], groups: int = 32,
-                  group_size: int = 4) -> list[tuple[float, float]]:
-    """Noise-prediction MSE of the caption-dropped images (1..G-1) of ``kind`` groups, per time step:
-    (G-way, one by one)."""
+def group_benefit(pipe: GroupDiffusionPipeline, judge, kind: str, timesteps: list[int], groups: int = 32,
+                  group_size: int = 4) -> list[Benefit]:
+    """What group attention adds for the images (1..G-1) of ``kind`` groups whose captions leave the shared
+    attribute out: same weights, noise and time step, with G-way attention and image by image."""
     sampler = GroupSampler(group_size, pipe.config.image_size)
     rng = split_rng("eval", 5)
     scenes, captions = [], []
@@ -51,19 +66,25 @@ def group_benefit(pipe: GroupDiffusionPipeline, kind: str, timesteps: list[int],
         group = sampler.group_scenes(kind, rng)
         scenes += group
         captions += [sampler.caption(s.objects[0], kind, drop=i > 0) for i, s in enumerate(group)]
+    truth = [getattr(s.objects[0], SHARED[kind]) for k, s in enumerate(scenes) if k % group_size]
     latents = pipe.encode_images(sampler.world.render(scenes).images)
     text = pipe.encode_prompts(captions)
+    dropped = torch.arange(len(latents)) % group_size > 0
     results = []
     for t in timesteps:
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(t))
         steps = torch.full((len(latents),), t)
         noisy = pipe.scheduler.add_noise(latents, noise, steps)
-        errors = []
+        alpha = pipe.scheduler.alphas_cumprod[t]
+        mse, read = [], []
         for g in (group_size, 1):
             install_group_attention(pipe.transformer, g)
             eps = pipe.predict_noise(noisy, steps, text)
-            errors.append((eps - noise).pow(2).mean((1, 2, 3)).reshape(groups, group_size)[:, 1:].mean().item())
-        results.append((errors[0], errors[1]))
+            mse.append((eps - noise)[dropped].pow(2).mean().item())
+            clean = (noisy[dropped] - (1 - alpha).sqrt() * eps[dropped]) / alpha.sqrt()
+            shapes, colours = classify(judge, pipe.decode_latents(clean))
+            read.append(_agreement(colours if SHARED[kind] == "colour" else shapes, truth))
+        results.append(Benefit((mse[0], mse[1]), (read[0], read[1])))
     install_group_attention(pipe.transformer, pipe.config.group_size)
     return results
 
@@ -75,18 +96,27 @@ def _agreement(pred: list, truth: list) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--group", required=True, help="GDT pipeline folder (trained with groups)")
-    parser.add_argument("--single", required=True, help="the same backbone trained on single images")
+    parser.add_argument("--single", help="the same backbone trained on single images (needed unless --benefit-only)")
     parser.add_argument("--judge", default="pipelines/weights/shapes-classifier")
     parser.add_argument("--groups", type=int, default=48)
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--benefit-only", action="store_true", help="only the last table (seconds, not minutes)")
     args = parser.parse_args()
+    if args.single is None and not args.benefit_only:
+        parser.error("--single is required unless --benefit-only")
     torch.set_num_threads(args.threads)
     judge = load_pretrained(args.judge)
     group = GroupDiffusionPipeline.from_pretrained(args.group)
-    single = GroupDiffusionPipeline.from_pretrained(args.single)
+    if not args.benefit_only:
+        consistency_tables(group, GroupDiffusionPipeline.from_pretrained(args.single), judge, args)
+    benefit_table(group, judge, args.group_size)
+
+
+def consistency_tables(group: GroupDiffusionPipeline, single: GroupDiffusionPipeline, judge,
+                       args: argparse.Namespace) -> None:
     real, recon = judge_ceiling(judge, group)
     print(f"judge top-1 (shape and colour): real 32 px {real:.3f}, VAE reconstructions {recon:.3f}")
     print(f"{args.groups} groups of {args.group_size} per attribute, {args.steps} DDIM steps, guidance {args.guidance}")
@@ -106,13 +136,20 @@ def main() -> None:
                             num_inference_steps=args.steps, guidance_scale=args.guidance)
                 print(f"| {name} | G={g} | {attribute} | {r['consistency']:.3f} | {chance:.3f} "
                       f"| {r['adherence']:.3f} | {r['images']} |", flush=True)
-    print("\nGroup model, caption-dropped images of 32 training-style groups (eval split): noise-prediction MSE")
-    print("| group kind | t | G=4 | G=1 | ratio |\n|---|---|---|---|---|")
+
+
+def benefit_table(group: GroupDiffusionPipeline, judge, group_size: int) -> None:
+    print("\nGroup model, caption-dropped images of 32 training-style groups (eval split): noise-prediction MSE, "
+          "and how often the judge reads the shared attribute in the predicted clean image (x0)")
+    print(f"| group kind | t | MSE G={group_size} | MSE G=1 | ratio | shared attribute read, G={group_size} "
+          "| G=1 |\n|---|---|---|---|---|---|---|")
     timesteps = [200, 400, 600, 800]
-    for kind in ("same_colour", "same_shape"):
-        for t, (grouped, alone) in zip(timesteps, group_benefit(group, kind, timesteps, group_size=args.group_size),
-                                       strict=True):
-            print(f"| {kind} | {t} | {grouped:.4f} | {alone:.4f} | {grouped / alone:.3f} |", flush=True)
+    for kind in SHARED:
+        rows = group_benefit(group, judge, kind, timesteps, group_size=group_size)
+        for t, row in zip(timesteps, rows, strict=True):
+            (grouped, alone), (read_g, read_1) = row.mse, row.read
+            print(f"| {kind} | {t} | {grouped:.4f} | {alone:.4f} | {grouped / alone:.3f} | {read_g:.3f} "
+                  f"| {read_1:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
