@@ -1,6 +1,7 @@
 """Held-out measurements of a KARL model for its model card (``mediaforge eval karl``).
 
-- Fixed token counts: every image gets the first T tokens (halting ignored); PSNR / SSIM per T.
+- Fixed token counts: every image gets the first T tokens (halting ignored); PSNR / SSIM / L1 per T (by
+  default T = 1, 2, 4, ... up to the budget: the error each count can reach, so which targets are reachable).
 - Adaptive: per target error, tokens used and the L1 reached (mean, and how often the target is missed).
 - Complexity: tokens used per image group (object count x plain / striped background) at a few targets,
   to show that simpler images get fewer tokens.
@@ -21,8 +22,8 @@ from tokenizers_media.image.karl import KARL
 
 @dataclass
 class KARLReport:
-    fixed: list[tuple[int, float, float]]
-    """(tokens, PSNR dB, SSIM) with exactly that many tokens per image."""
+    fixed: list[tuple[int, float, float, float]]
+    """(tokens, PSNR dB, SSIM, mean L1) with exactly that many tokens per image."""
     adaptive: list[tuple[float, float, float, float, float]]
     """(target L1, mean tokens, mean L1 reached, fraction with L1 > target, PSNR dB)."""
     complexity: dict[str, list[float]]
@@ -32,8 +33,9 @@ class KARLReport:
     num_images: int
 
     def markdown(self) -> str:
-        lines = ["### Fixed token count (halting ignored)", "", "| tokens | PSNR (dB) | SSIM |", "|---|---|---|"]
-        lines += [f"| {t} | {p:.2f} | {s:.3f} |" for t, p, s in self.fixed]
+        lines = ["### Fixed token count (halting ignored)", "", "| tokens | PSNR (dB) | SSIM | mean L1 |",
+                 "|---|---|---|---|"]
+        lines += [f"| {t} | {p:.2f} | {s:.3f} | {e:.4f} |" for t, p, s, e in self.fixed]
         lines += ["", "### Adaptive: target error vs tokens used", "",
                   "| target L1 | mean tokens | mean L1 reached | share above target | PSNR (dB) |",
                   "|---|---|---|---|---|"]
@@ -62,7 +64,8 @@ def evaluate_karl(model: KARL, num_images: int = 512, token_counts: tuple[int, .
                   targets: tuple[float, ...] = (0.02, 0.03, 0.04, 0.05, 0.07, 0.1, 0.14),
                   complexity_targets: tuple[float, ...] = (0.04, 0.07, 0.1)) -> KARLReport:
     c = model.config
-    counts = token_counts or tuple(sorted({max(1, c.max_tokens // 4), c.max_tokens // 2, c.max_tokens}))
+    counts = token_counts or tuple(sorted({2**k for k in range(c.max_tokens.bit_length()) if 2**k <= c.max_tokens}
+                                          | {c.max_tokens}))
     batches = _held_out(c.image_size, num_images)
     images = torch.cat([b.images for b in batches])
     groups = [g for b in batches for g in _groups(b)]
@@ -74,7 +77,8 @@ def evaluate_karl(model: KARL, num_images: int = 512, token_counts: tuple[int, .
         vq = model.quantize(enc.latents)
         latents = enc.latents if vq is None else vq.quantized
         out = model.decode_latents(latents, torch.full((len(images),), count)).clamp(0.0, 1.0)
-        fixed.append((count, psnr(out, images).mean().item(), ssim(out, images).mean().item()))
+        fixed.append((count, psnr(out, images).mean().item(), ssim(out, images).mean().item(),
+                      (out - images).abs().mean().item()))
 
     adaptive, used = [], {}
     for target in sorted(set(targets) | set(complexity_targets)):

@@ -14,9 +14,10 @@ def test_report_tables_cover_counts_targets_and_groups():
         report = evaluate_karl(model, num_images=24, targets=(0.05, 0.1), complexity_targets=(0.05,))
     finally:
         torch.set_num_threads(threads)
-    assert [t for t, _, _ in report.fixed] == [2, 4, 8]
+    assert [t for t, *_ in report.fixed] == [1, 2, 4, 8]
+    assert all(0 <= l1 <= 1 for *_, l1 in report.fixed)
     assert [row[0] for row in report.adaptive] == [0.05, 0.1]
     assert all(0 <= row[1] <= 8 and 0 <= row[3] <= 1 for row in report.adaptive)
     assert sum(report.group_sizes.values()) == 24
     text = report.markdown()
-    assert "| target L1 |" in text and "tokens @ 0.05" in text
+    assert "| target L1 |" in text and "| mean L1 |" in text and "tokens @ 0.05" in text
