@@ -223,6 +223,8 @@ def train_gdt_command(
                                          help="Learn a same-image attention bias per layer and head."),
     drop_shared: float = typer.Option(0.5, min=0.0, max=1.0,
                                       help="Share of groups whose later captions leave out the shared attribute."),
+    kinds: str = typer.Option("same_shape,same_colour,moving,same_style",
+                              help="Comma-separated group kinds to train on, drawn uniformly."),
     steps: int = typer.Option(2000, help="Optimizer steps."),
     groups_per_step: int = typer.Option(8, help="Groups per step."),
     seed: int = typer.Option(0, help="Torch seed."),
@@ -236,7 +238,8 @@ def train_gdt_command(
     start_run(threads)
     try:
         config = GDTTrainConfig(preset=preset, group_size=group_size, single_image=single_image,
-                                same_image_bias=same_image_bias, drop_shared=drop_shared, steps=steps,
+                                same_image_bias=same_image_bias, drop_shared=drop_shared,
+                                kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()), steps=steps,
                                 groups_per_step=groups_per_step, seed=seed)
         info = train_gdt(config, out, vae, command="mediaforge " + " ".join(sys.argv[1:]))
     except ValueError as err:

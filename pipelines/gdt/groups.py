@@ -62,15 +62,20 @@ class GroupBatch:
 class GroupSampler:
     """Seeded groups: batch ``index`` of a split is a pure function of its arguments."""
 
-    def __init__(self, group_size: int, image_size: int = 32, drop_shared: float = 0.5) -> None:
+    def __init__(self, group_size: int, image_size: int = 32, drop_shared: float = 0.5,
+                 kinds: tuple[str, ...] = GROUP_KINDS) -> None:
         if group_size < 2:
             raise ValueError(f"a group needs at least 2 images, got group_size={group_size}")
-        self.group_size, self.drop_shared = group_size, drop_shared
+        unknown = sorted(set(kinds) - set(GROUP_KINDS))
+        if not kinds or unknown:
+            raise ValueError(f"group kinds must be a non-empty subset of {GROUP_KINDS}, got {tuple(kinds)}")
+        self.group_size, self.drop_shared, self.kinds = group_size, drop_shared, tuple(kinds)
         self.world = group_world(image_size)
 
     def batch(self, split: str, index: int, groups: int) -> GroupBatch:
+        """``groups`` groups, each of a kind drawn uniformly from ``kinds``."""
         rng = split_rng(split, index)
-        kinds = [GROUP_KINDS[k] for k in rng.integers(0, len(GROUP_KINDS), size=groups)]
+        kinds = [self.kinds[k] for k in rng.integers(0, len(self.kinds), size=groups)]
         scenes: list[Scene] = []
         captions: list[str] = []
         for kind in kinds:

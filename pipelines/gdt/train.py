@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, PixArtTransformer2DModel
 
-from pipelines.gdt.groups import GroupSampler
+from pipelines.gdt.groups import GROUP_KINDS, GroupSampler
 from pipelines.gdt.pipeline import GroupDiffusionConfig, GroupDiffusionPipeline
 from pipelines.gdt.vae import VAETrainConfig, train_vae
 from tokenizers_media.text.encoders import TextEmbedding, TextEncoder, build_text_encoder
@@ -61,6 +61,8 @@ class GDTTrainConfig:
     warmup: int = 100
     caption_dropout: float = 0.1
     drop_shared: float = 0.5
+    kinds: tuple[str, ...] = GROUP_KINDS
+    """Group kinds to train on (``pipelines.gdt.groups``), drawn uniformly."""
     save_every: int = 500
     seed: int = 0
 
@@ -127,7 +129,7 @@ def train_gdt(config: GDTTrainConfig, out_dir: Path, vae_dir: Path | None = None
     pipe = build_pipeline(preset, vae, text_encoder, 1 if config.single_image else g, config.same_image_bias)
     transformer = pipe.transformer.train()
     params = list(transformer.parameters()) + ([] if pipe.group_bias is None else list(pipe.group_bias.parameters()))
-    sampler = GroupSampler(g, preset.image_size, config.drop_shared)
+    sampler = GroupSampler(g, preset.image_size, config.drop_shared, config.kinds)
     cache = CaptionCache(pipe.text_encoder)
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (

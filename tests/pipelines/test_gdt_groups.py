@@ -29,6 +29,15 @@ def test_each_kind_shares_its_attribute(kind):
         assert len({(s.background, s.gradient, s.stripes) for s in scenes}) == 1
 
 
+def test_kinds_restrict_the_training_mix():
+    batch = GroupSampler(4, kinds=("same_colour", "same_shape")).batch("train", 1, 16)
+    assert set(batch.kinds) == {"same_colour", "same_shape"}
+    with pytest.raises(ValueError, match="group kinds"):
+        GroupSampler(4, kinds=("same_colour", "rotating"))
+    with pytest.raises(ValueError, match="group kinds"):
+        GroupSampler(4, kinds=())
+
+
 def test_batches_are_seeded_and_drop_only_the_shared_words():
     sampler = GroupSampler(4, drop_shared=1.0)
     a, b = sampler.batch("train", 5, 6), sampler.batch("train", 5, 6)
