@@ -19,6 +19,8 @@ from pipelines.media import Tokens
 class KARLTokenizeParams(Params):
     target_error: float = Field(0.05, gt=0.0, le=1.0, description="desired per-image L1 in [0, 1] pixels")
     max_tokens: int | None = Field(None, ge=1, description="token budget (default: the model's)")
+    halt_threshold: float | None = Field(None, gt=0.0, lt=1.0, description="halting probability above which "
+                                         "tokens are dropped (default: the model's; lower = fewer tokens)")
 
 
 
@@ -41,16 +43,19 @@ class KARLImageTokenizePipeline(KARLPipeline):
             self.check_request(request)
         size = self.model.config.image_size
         images = torch.stack([to_model_size(r.inputs["image"].pixels, size) for r in requests]).to(self.device)
-        budgets = [r.params.max_tokens or self.model.config.max_tokens for r in requests]
+        c = self.model.config
+        settings = [(r.params.max_tokens or c.max_tokens, r.params.halt_threshold or c.halt_threshold)
+                    for r in requests]
         results: list[Result | None] = [None] * len(requests)
-        # 2. One encoder pass per distinct budget (the latent sequence length); targets may differ per image.
-        for budget in sorted(set(budgets)):
-            rows = [i for i, b in enumerate(budgets) if b == budget]
+        # 2. One encoder pass per distinct (budget, threshold); targets may differ per image.
+        for budget, threshold in sorted(set(settings)):
+            rows = [i for i, s in enumerate(settings) if s == (budget, threshold)]
             targets = torch.tensor([requests[i].params.target_error for i in rows])
-            enc = self.model.encode(images[rows], target_error=targets, max_tokens=budget)
+            enc = self.model.encode(images[rows], target_error=targets, max_tokens=budget, halt_threshold=threshold)
             for j, i in enumerate(rows):
                 tensors = {"codes": enc.codes[j : j + 1].cpu(), "lengths": enc.lengths[j : j + 1].cpu()}
-                results[i] = {"tokens": Tokens(tensors, self._metadata(requests[i].params, budget))}
+                metadata = self._metadata(requests[i].params, budget) | {"halt_threshold": f"{threshold:g}"}
+                results[i] = {"tokens": Tokens(tensors, metadata)}
             if progress:
                 progress(sum(r is not None for r in results) / len(results), f"encoded {len(rows)} image(s)")
         return [r for r in results if r is not None]

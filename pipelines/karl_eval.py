@@ -62,7 +62,9 @@ def _groups(batch: ShapesBatch) -> list[str]:
 @torch.no_grad()
 def evaluate_karl(model: KARL, num_images: int = 512, token_counts: tuple[int, ...] | None = None,
                   targets: tuple[float, ...] = (0.02, 0.03, 0.04, 0.05, 0.07, 0.1, 0.14),
-                  complexity_targets: tuple[float, ...] = (0.04, 0.07, 0.1)) -> KARLReport:
+                  complexity_targets: tuple[float, ...] = (0.04, 0.07, 0.1), halt_threshold: float | None = None
+                  ) -> KARLReport:
+    """``halt_threshold`` applies to the adaptive and complexity tables (default: the model's)."""
     c = model.config
     counts = token_counts or tuple(sorted({2**k for k in range(c.max_tokens.bit_length()) if 2**k <= c.max_tokens}
                                           | {c.max_tokens}))
@@ -82,7 +84,7 @@ def evaluate_karl(model: KARL, num_images: int = 512, token_counts: tuple[int, .
 
     adaptive, used = [], {}
     for target in sorted(set(targets) | set(complexity_targets)):
-        enc = model.encode(images, target_error=target)
+        enc = model.encode(images, target_error=target, halt_threshold=halt_threshold)
         out = model.decode(enc.codes if enc.codes is not None else enc.latents, enc.lengths)
         l1 = (out - images).abs().flatten(1).mean(1)
         used[target] = enc.lengths.float()

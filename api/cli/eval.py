@@ -64,6 +64,8 @@ def pscore_command(
 def karl_command(
     model: str = typer.Option(..., "--model", "-m", help="KARL zoo name or model directory."),
     images: int = typer.Option(512, help="Held-out shapes-world images."),
+    halt_threshold: float | None = typer.Option(None, help="Halting threshold for the adaptive tables (default: "
+                                                "the model's config)."),
     threads: int = typer.Option(1, help="torch.set_num_threads."),
 ) -> None:
     """PSNR / SSIM per token count, target error vs tokens used, and tokens by image complexity (markdown)."""
@@ -75,10 +77,12 @@ def karl_command(
 
     torch.set_num_threads(threads)
     try:
-        report = evaluate_karl(KARL.from_pretrained(resolve_model(model).path), num_images=images)
+        tokenizer = KARL.from_pretrained(resolve_model(model).path)
+        report = evaluate_karl(tokenizer, num_images=images, halt_threshold=halt_threshold)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
-    typer.echo(f"{report.num_images} held-out shapes-world images (eval split)\n")
+    threshold = tokenizer.config.halt_threshold if halt_threshold is None else halt_threshold
+    typer.echo(f"{report.num_images} held-out shapes-world images (eval split), halting threshold {threshold:g}\n")
     typer.echo(report.markdown())
 
 

@@ -29,6 +29,17 @@ def test_tokenize_then_detokenize(model_dir):
     assert images[0]["image"].pixels.shape == (3, 32, 32)
 
 
+def test_tokenize_takes_a_halting_threshold_per_request(model_dir):
+    tokenize = KARLImageTokenizePipeline.load(model_dir)
+    image = Image(torch.rand(3, 32, 32))
+    low, high = tokenize.run([Request({"image": image}, KARLTokenizeParams(halt_threshold=0.001)),
+                              Request({"image": image}, KARLTokenizeParams(halt_threshold=0.999))])
+    assert low["tokens"].tensors["lengths"].item() < high["tokens"].tensors["lengths"].item()
+    assert low["tokens"].metadata["halt_threshold"] == "0.001"
+    with pytest.raises(ValueError, match="halt_threshold"):
+        KARLTokenizeParams(halt_threshold=1.0)
+
+
 def test_tokenize_rejects_a_budget_above_the_pool(model_dir):
     tokenize = KARLImageTokenizePipeline.load(model_dir)
     with pytest.raises(InputError, match="max_tokens 9"):
