@@ -4,7 +4,8 @@
   default T = 1, 2, 4, ... up to the budget: the error each count can reach, so which targets are reachable).
 - Adaptive: per target error, tokens used and the L1 reached (mean, and how often the target is missed).
 - Complexity: tokens used per image group (object count x plain / striped background) at a few targets,
-  to show that simpler images get fewer tokens.
+  to show that simpler images get fewer tokens; beside them the *oracle* count, the fewest of the fixed counts
+  at which each image reaches the target (the budget when none does): what a perfect halting head would pick.
 
 Images are shapes-world ``eval`` split batches (never seen in training), from index 2000 on.
 """
@@ -28,6 +29,8 @@ class KARLReport:
     """(target L1, mean tokens, mean L1 reached, fraction with L1 > target, PSNR dB)."""
     complexity: dict[str, list[float]]
     """group name -> mean tokens at each of ``complexity_targets``."""
+    oracle: dict[str, list[float]]
+    """group name -> mean oracle tokens (fewest fixed count reaching the target) at each complexity target."""
     complexity_targets: tuple[float, ...]
     group_sizes: dict[str, int]
     num_images: int
@@ -40,10 +43,11 @@ class KARLReport:
                   "| target L1 | mean tokens | mean L1 reached | share above target | PSNR (dB) |",
                   "|---|---|---|---|---|"]
         lines += [f"| {e:g} | {n:.1f} | {a:.4f} | {m:.1%} | {p:.2f} |" for e, n, a, m, p in self.adaptive]
-        head = " | ".join(f"tokens @ {e:g}" for e in self.complexity_targets)
+        head = " | ".join(f"tokens @ {e:g} | oracle @ {e:g}" for e in self.complexity_targets)
         lines += ["", "### Tokens used by image complexity", "", f"| images | n | {head} |",
-                  "|---|---|" + "---|" * len(self.complexity_targets)]
-        lines += [f"| {g} | {self.group_sizes[g]} | " + " | ".join(f"{v:.1f}" for v in vals) + " |"
+                  "|---|---|" + "---|---|" * len(self.complexity_targets)]
+        lines += [f"| {g} | {self.group_sizes[g]} | " + " | ".join(
+                  f"{v:.1f} | {o:.1f}" for v, o in zip(vals, self.oracle[g], strict=True)) + " |"
                   for g, vals in self.complexity.items()]
         return "\n".join(lines)
 
@@ -72,15 +76,17 @@ def evaluate_karl(model: KARL, num_images: int = 512, token_counts: tuple[int, .
     images = torch.cat([b.images for b in batches])
     groups = [g for b in batches for g in _groups(b)]
 
-    fixed = []
+    fixed, errors = [], []
     for count in counts:
         # The budget pass of training: T latent tokens, the lowest target, every token decoded.
         enc = model.encode_latents(images, model.error_bin(c.error_bins[0], len(images)), count)
         vq = model.quantize(enc.latents)
         latents = enc.latents if vq is None else vq.quantized
         out = model.decode_latents(latents, torch.full((len(images),), count)).clamp(0.0, 1.0)
+        errors.append((out - images).abs().flatten(1).mean(1))
         fixed.append((count, psnr(out, images).mean().item(), ssim(out, images).mean().item(),
-                      (out - images).abs().mean().item()))
+                      errors[-1].mean().item()))
+    errors_by_count = torch.stack(errors, dim=1)  # (N, len(counts))
 
     adaptive, used = [], {}
     for target in sorted(set(targets) | set(complexity_targets)):
@@ -93,9 +99,18 @@ def evaluate_karl(model: KARL, num_images: int = 512, token_counts: tuple[int, .
                              (l1 > target).float().mean().item(), psnr(out, images).mean().item()))
 
     names = sorted(set(groups), key=lambda g: (int(g.split()[0]), g.endswith("striped")))
-    complexity, sizes = {}, {}
+    oracle_used = {t: _oracle_tokens(errors_by_count, counts, t) for t in complexity_targets}
+    complexity, oracle, sizes = {}, {}, {}
     for name in names:
         rows = torch.tensor([g == name for g in groups])
         sizes[name] = int(rows.sum())
         complexity[name] = [used[t][rows].mean().item() for t in complexity_targets]
-    return KARLReport(fixed, adaptive, complexity, complexity_targets, sizes, len(images))
+        oracle[name] = [oracle_used[t][rows].mean().item() for t in complexity_targets]
+    return KARLReport(fixed, adaptive, complexity, oracle, complexity_targets, sizes, len(images))
+
+
+def _oracle_tokens(errors: torch.Tensor, counts: tuple[int, ...], target: float) -> torch.Tensor:
+    """(N,) the fewest of ``counts`` whose L1 (``errors`` (N, len(counts))) is within ``target``, else the last."""
+    reached = errors <= target
+    first = torch.where(reached.any(1), reached.float().argmax(1), len(counts) - 1)
+    return torch.tensor(counts, dtype=torch.float)[first]

@@ -1,6 +1,6 @@
 import torch
 
-from pipelines.karl_eval import evaluate_karl
+from pipelines.karl_eval import _oracle_tokens, evaluate_karl
 from tokenizers_media.image.karl import KARL
 
 
@@ -20,4 +20,12 @@ def test_report_tables_cover_counts_targets_and_groups():
     assert all(0 <= row[1] <= 8 and 0 <= row[3] <= 1 for row in report.adaptive)
     assert sum(report.group_sizes.values()) == 24
     text = report.markdown()
-    assert "| target L1 |" in text and "| mean L1 |" in text and "tokens @ 0.05" in text
+    assert "| target L1 |" in text and "| mean L1 |" in text
+    assert "tokens @ 0.05" in text and "oracle @ 0.05" in text
+    assert report.oracle.keys() == report.complexity.keys()
+    assert all(1 <= v <= 8 for vals in report.oracle.values() for v in vals)
+
+
+def test_oracle_tokens_pick_the_fewest_count_that_reaches_the_target():
+    errors = torch.tensor([[0.09, 0.04, 0.03], [0.2, 0.1, 0.08], [0.01, 0.01, 0.01]])
+    assert _oracle_tokens(errors, (2, 4, 8), 0.05).tolist() == [4.0, 8.0, 2.0]
