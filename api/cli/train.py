@@ -50,6 +50,7 @@ def train_karl_command(
     l2_weight: float = typer.Option(1.0, help="Pixel L2 loss weight."),
     token_step: int = typer.Option(4, help="Budget-pass token counts are token_step, 2 token_step, ..., max "
                                    "(1: every count, so the halting head also learns the fewest-token regime)."),
+    halt_weight: float = typer.Option(0.1, help="Weight of the halting BCE in the learn-to-tokenize pass."),
     perturb: str | None = typer.Option(None, help="Robust latent perturbation, e.g. alpha=1,beta=0.1,delta=100."),
     seed: int = typer.Option(0, help="Torch seed for the initial weights and the pass randomness."),
     threads: int = typer.Option(1, help="torch.set_num_threads."),
@@ -64,7 +65,8 @@ def train_karl_command(
     try:
         options = None if perturb is None else PerturbOptions.parse(perturb)
         config = KARLTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, l1_weight=l1_weight,
-                                 l2_weight=l2_weight, token_step=token_step, seed=seed, perturb=options)
+                                 l2_weight=l2_weight, token_step=token_step, halt_weight=halt_weight,
+                                 seed=seed, perturb=options)
         train_karl(config, out, show_progress=progress, stop_at=stop_at)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
