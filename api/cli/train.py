@@ -226,7 +226,8 @@ def train_gdt_command(
     drop_shared: float = typer.Option(0.5, min=0.0, max=1.0,
                                       help="Share of groups whose later captions leave out the shared attribute."),
     kinds: str = typer.Option("same_shape,same_colour,moving,same_style",
-                              help="Comma-separated group kinds to train on, drawn uniformly."),
+                              help="Comma-separated group kinds to train on, drawn uniformly from the list "
+                                   "(repeat a kind to weight it)."),
     steps: int = typer.Option(2000, help="Optimizer steps."),
     groups_per_step: int = typer.Option(8, help="Groups per step."),
     seed: int = typer.Option(0, help="Torch seed."),

@@ -73,7 +73,7 @@ class GroupSampler:
         self.world = group_world(image_size)
 
     def batch(self, split: str, index: int, groups: int) -> GroupBatch:
-        """``groups`` groups, each of a kind drawn uniformly from ``kinds``."""
+        """``groups`` groups, each of a kind drawn uniformly from ``kinds`` (a repeated kind weighs more)."""
         rng = split_rng(split, index)
         kinds = [self.kinds[k] for k in rng.integers(0, len(self.kinds), size=groups)]
         scenes: list[Scene] = []

@@ -62,7 +62,8 @@ class GDTTrainConfig:
     caption_dropout: float = 0.1
     drop_shared: float = 0.5
     kinds: tuple[str, ...] = GROUP_KINDS
-    """Group kinds to train on (``pipelines.gdt.groups``), drawn uniformly."""
+    """Group kinds to train on (``pipelines.gdt.groups``), drawn uniformly from this tuple: a repeated kind
+    is drawn more often."""
     save_every: int = 500
     seed: int = 0
 
