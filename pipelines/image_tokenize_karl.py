@@ -54,13 +54,13 @@ class KARLImageTokenizePipeline(KARLPipeline):
             enc = self.model.encode(images[rows], target_error=targets, max_tokens=budget, halt_threshold=threshold)
             for j, i in enumerate(rows):
                 tensors = {"codes": enc.codes[j : j + 1].cpu(), "lengths": enc.lengths[j : j + 1].cpu()}
-                metadata = self._metadata(requests[i].params, budget) | {"halt_threshold": f"{threshold:g}"}
-                results[i] = {"tokens": Tokens(tensors, metadata)}
+                results[i] = {"tokens": Tokens(tensors, self._metadata(requests[i].params, budget, threshold))}
             if progress:
                 progress(sum(r is not None for r in results) / len(results), f"encoded {len(rows)} image(s)")
         return [r for r in results if r is not None]
 
-    def _metadata(self, params: KARLTokenizeParams, budget: int) -> dict[str, str]:
+    def _metadata(self, params: KARLTokenizeParams, budget: int, threshold: float) -> dict[str, str]:
         return {"model": self.name, "model_sha": self.fingerprint, "model_class": "KARL",
                 "image_size": str(self.model.config.image_size), "target_error": f"{params.target_error:g}",
-                "max_tokens": str(budget), "codebook_size": str(self.model.config.codebook_size)}
+                "max_tokens": str(budget), "codebook_size": str(self.model.config.codebook_size),
+                "halt_threshold": f"{threshold:g}"}
