@@ -10,10 +10,12 @@ Then the same without a reference (image 0 generated from its full caption too; 
 the judge's reading of that generated image). Last, whether the group model uses its group at all: on
 training-style groups whose later captions leave out the shared attribute, the noise-prediction error of those
 images with group attention (G = 4) over the error with the same weights and noise run image by image (G = 1),
-at a few time steps (below 1: the group helps).
+at a few time steps (below 1: the group helps), and how often the judge reads the shared attribute in each
+image's predicted clean image x0 (does the group carry the attribute, before any sampling?).
 
 Run: ``python benchmarks/gdt_consistency.py --group pipelines/weights/gdt-tiny --single DIR
-[--judge pipelines/weights/shapes-classifier] [--groups 48] [--steps 25] [--guidance 3] [--threads 1]``.
+[--judge pipelines/weights/shapes-classifier] [--groups 48] [--steps 25] [--guidance 3] [--threads 1]``, or with
+``--benefit-only`` (no ``--single``) for the last table alone.
 """
 
 from __future__ import annotations
