@@ -28,7 +28,7 @@ import torch
 from pipelines.data.shapes import COLOUR_NAMES, SHAPES, split_rng
 from pipelines.gdt.attention import install_group_attention
 from pipelines.gdt.consistency import ATTRIBUTES, classify, consistency_case, measure
-from pipelines.gdt.groups import GroupSampler, group_world
+from pipelines.gdt.groups import SHARED_WORDS, GroupSampler, group_world
 from pipelines.gdt.pipeline import GroupDiffusionPipeline
 from tokenizers_media.modeling import load_pretrained
 
@@ -42,7 +42,7 @@ def judge_ceiling(judge, pipe: GroupDiffusionPipeline, images: int = 256) -> tup
     return _agreement(real, truth), _agreement(recon, truth)
 
 
-SHARED = {"same_colour": "colour", "same_shape": "shape"}
+SHARED = {kind: SHARED_WORDS[kind][0] for kind in ("same_colour", "same_shape")}
 """The attribute each measured group kind shares, and leaves out of its later captions."""
 
 
@@ -67,7 +67,7 @@ def group_benefit(pipe: GroupDiffusionPipeline, judge, kind: str, timesteps: lis
     for _ in range(groups):
         group = sampler.group_scenes(kind, rng)
         scenes += group
-        captions += [sampler.caption(s.objects[0], kind, drop=i > 0) for i, s in enumerate(group)]
+        captions += sampler.group_captions(group, kind, drop=True)
     truth = [getattr(s.objects[0], SHARED[kind]) for k, s in enumerate(scenes) if k % group_size]
     latents = pipe.encode_images(sampler.world.render(scenes).images)
     text = pipe.encode_prompts(captions)

@@ -70,8 +70,7 @@ def evaluate_karl(model: KARL, num_images: int = 512, token_counts: tuple[int, .
                   ) -> KARLReport:
     """``halt_threshold`` applies to the adaptive and complexity tables (default: the model's)."""
     c = model.config
-    counts = token_counts or tuple(sorted({2**k for k in range(c.max_tokens.bit_length()) if 2**k <= c.max_tokens}
-                                          | {c.max_tokens}))
+    counts = token_counts or tuple(sorted({2**k for k in range(c.max_tokens.bit_length())} | {c.max_tokens}))
     batches = _held_out(c.image_size, num_images)
     images = torch.cat([b.images for b in batches])
     groups = [g for b in batches for g in _groups(b)]

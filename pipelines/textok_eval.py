@@ -15,6 +15,7 @@ Images are shapes-world ``eval`` batches of 128 from index 0 (never seen in trai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -54,26 +55,45 @@ class TexTokReport:
 def evaluate_textok(model: TexTok, num_images: int = 512, classifier: ShapesClassifier | None = None
                     ) -> TexTokReport:
     """Deterministic (mean-latent or nearest-code) reconstructions of ``num_images`` held-out images."""
+    return evaluate_textoks([model], num_images, classifier)[0]
+
+
+@torch.no_grad()
+def evaluate_textoks(models: Sequence[TexTok], num_images: int = 512, classifier: ShapesClassifier | None = None
+                     ) -> list[TexTokReport]:
+    """One report per model on the same held-out images; the originals' features and detected objects are
+    computed once for all models."""
     if num_images < 2:
         raise ValueError(f"need at least 2 held-out images, got {num_images}")
-    world = ShapesWorld(model.config.image_size, min_objects=1, max_objects=4)
-    scores_p, scores_s, real_f, recon_f, found, found_real = [], [], [], [], [], []
+    sizes = sorted({m.config.image_size for m in models})
+    if len(sizes) != 1:
+        raise ValueError(f"models to compare must share one image size, got {sizes}")
+    world = ShapesWorld(sizes[0], min_objects=1, max_objects=4)
+    real_f, found_real = [], []
+    scores_p, scores_s, recon_f, found = ([[] for _ in models] for _ in range(4))
     for index, start in enumerate(range(0, num_images, BATCH_SIZE)):
         batch = world.batch("eval", index, min(BATCH_SIZE, num_images - start))
-        text = batch.captions if model.config.text_conditioning else None
-        recon = model.decode(model.encode(batch.images, text).latents, text)
-        scores_p.append(psnr(recon, batch.images))
-        scores_s.append(ssim(recon, batch.images))
         if classifier is not None:
             real_f.append(classifier.features(batch.images))
-            recon_f.append(classifier.features(recon))
-            found.append(_objects_found(recon, batch))
             found_real.append(_objects_found(batch.images, batch))
-    semantic = None
-    if classifier is not None:
-        semantic = SemanticScores(frechet_distance(torch.cat(real_f), torch.cat(recon_f)),
-                                  torch.cat(found).float().mean().item(), torch.cat(found_real).float().mean().item())
-    return TexTokReport(torch.cat(scores_p).mean().item(), torch.cat(scores_s).mean().item(), num_images, semantic)
+        for k, model in enumerate(models):
+            text = batch.captions if model.config.text_conditioning else None
+            recon = model.decode(model.encode(batch.images, text).latents, text)
+            scores_p[k].append(psnr(recon, batch.images))
+            scores_s[k].append(ssim(recon, batch.images))
+            if classifier is not None:
+                recon_f[k].append(classifier.features(recon))
+                found[k].append(_objects_found(recon, batch))
+    reports = []
+    for k in range(len(models)):
+        semantic = None
+        if classifier is not None:
+            semantic = SemanticScores(frechet_distance(torch.cat(real_f), torch.cat(recon_f[k])),
+                                      torch.cat(found[k]).float().mean().item(),
+                                      torch.cat(found_real).float().mean().item())
+        reports.append(TexTokReport(torch.cat(scores_p[k]).mean().item(), torch.cat(scores_s[k]).mean().item(),
+                                    num_images, semantic))
+    return reports
 
 
 def _objects_found(images: torch.Tensor, batch: ShapesBatch) -> torch.Tensor:

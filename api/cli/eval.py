@@ -95,27 +95,27 @@ def textok_command(
     threads: int = typer.Option(1, help="torch.set_num_threads."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
 ) -> None:
-    """PSNR / SSIM, proxy rFID and class-set agreement of reconstructions, one row per model (markdown)."""
+    """PSNR / SSIM, proxy rFID and detector object recall of reconstructions, one row per model (markdown)."""
     import json
 
     import torch
 
     from pipelines.base import InputError
     from pipelines.shapes_classifier import ShapesClassifier
-    from pipelines.textok_eval import evaluate_textok, markdown_table
+    from pipelines.textok_eval import evaluate_textoks, markdown_table
     from pipelines.zoo import resolve_model
     from tokenizers_media.image.textok import TexTok
 
     torch.set_num_threads(threads)
     try:
         judge = ShapesClassifier.from_pretrained(resolve_model(classifier).path)
-        rows = []
+        tokenizers = []
         for name in models:
             ref = resolve_model(name)
             if ref.model_class != "TexTok":
                 raise InputError(f"{name!r} is a {ref.model_class}, not a TexTok")
-            model = TexTok.from_pretrained(ref.path)
-            rows.append((name, model, evaluate_textok(model, images, judge)))
+            tokenizers.append(TexTok.from_pretrained(ref.path))
+        rows = list(zip(models, tokenizers, evaluate_textoks(tokenizers, images, judge), strict=True))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(f"{images} held-out shapes-world images (eval split); rFID is a proxy (shapes-classifier features)\n")

@@ -82,7 +82,7 @@ class GroupSampler:
             group = self.group_scenes(kind, rng)
             drop = rng.random() < self.drop_shared
             scenes += group
-            captions += [self.caption(s.objects[0], kind, drop and i > 0) for i, s in enumerate(group)]
+            captions += self.group_captions(group, kind, drop)
         return GroupBatch(self.world.render(scenes).images, captions, scenes, kinds)
 
     def group_scenes(self, kind: str, rng: np.random.Generator) -> list[Scene]:
@@ -106,6 +106,10 @@ class GroupSampler:
         if kind == "same_style":
             return [_with(s, background=scenes[0]) for s in scenes]
         raise ValueError(f"unknown group kind {kind!r}; kinds are {GROUP_KINDS}")
+
+    def group_captions(self, group: list[Scene], kind: str, drop: bool) -> list[str]:
+        """One caption per image; with ``drop`` the images after the first lose the shared attribute's words."""
+        return [self.caption(s.objects[0], kind, drop and i > 0) for i, s in enumerate(group)]
 
     @staticmethod
     def caption(obj: ShapeObject, kind: str, drop: bool) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -32,3 +33,20 @@ def test_cli_rejects_a_model_that_is_not_textok():
     result = CliRunner().invoke(app, ["eval", "textok", "-m", "karl-tiny", "--images", "4"])
     assert result.exit_code != 0
     assert "is a KARL, not a TexTok" in result.output
+
+
+def test_models_compared_in_one_pass_score_as_alone():
+    from pipelines.shapes_classifier import ShapesClassifier
+    from pipelines.textok_eval import evaluate_textok, evaluate_textoks
+    from pipelines.zoo import resolve_model
+    from tokenizers_media.image.textok import TexTok
+
+    torch.manual_seed(0)
+    shipped = TexTok.from_pretrained(resolve_model("textok-tiny").path)
+    fresh = TexTok.from_preset("tiny", text_encoder="learned", text_dim=32).eval()
+    judge = ShapesClassifier.from_pretrained(resolve_model("shapes-classifier").path)
+    together = evaluate_textoks([shipped, fresh], 8, judge)
+    assert together == [evaluate_textok(shipped, 8, judge), evaluate_textok(fresh, 8, judge)]
+    assert together[0].psnr > together[1].psnr
+    with pytest.raises(ValueError, match="one image size"):
+        evaluate_textoks([shipped, TexTok.from_preset("tiny", image_size=64, text_encoder="learned", text_dim=32)], 8)
