@@ -56,17 +56,22 @@ def train_karl_command(
     threads: int = typer.Option(1, help="torch.set_num_threads."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     stop_at: int | None = typer.Option(None, help="End this session after this step (resume later)."),
+    init: str | None = typer.Option(None, help="Start from this trained KARL (zoo name or directory)."),
+    halting_only: bool = typer.Option(False, help="Train only the halting head of --init (the rest frozen)."),
 ) -> None:
     """Train KARL on shapes world (two-pass adaptive-token training), saving samples and checkpoints."""
 
     from pipelines.training.karl import KARLTrainConfig, PerturbOptions, train_karl
+    from pipelines.zoo import resolve_model
 
     start_run(threads)
     try:
         options = None if perturb is None else PerturbOptions.parse(perturb)
         config = KARLTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, l1_weight=l1_weight,
                                  l2_weight=l2_weight, token_step=token_step, halt_weight=halt_weight,
-                                 seed=seed, perturb=options)
+                                 seed=seed, perturb=options,
+                                 init=None if init is None else str(resolve_model(init).path),
+                                 halting_only=halting_only)
         train_karl(config, out, show_progress=progress, stop_at=stop_at)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
@@ -151,7 +156,7 @@ def vocoder_command(
 @app.command("textok")
 def train_textok_command(
     out: Path = typer.Option(..., "-o", "--out", help="Run directory (checkpoint, samples; model in DIR/model)."),
-    preset: str = typer.Option("tiny", help="TexTok preset (tiny, paper-B)."),
+    preset: str = typer.Option("tiny", help="TexTok preset (tiny, tiny-64, paper-B)."),
     tokens: int = typer.Option(32, help="Number of latent tokens N (32, 64, 128, 256)."),
     text: bool = typer.Option(True, "--text/--no-text", help="Text conditioning (--no-text: the ablation)."),
     text_encoder: str = typer.Option("minilm", help="minilm (frozen, pretrained) or learned."),

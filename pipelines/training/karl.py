@@ -87,6 +87,11 @@ class KARLTrainConfig:
     sample_every: int = 250
     perturb: PerturbOptions | None = None
     model_overrides: dict = field(default_factory=dict)
+    init: str | None = None
+    """A trained KARL directory to start from instead of a fresh ``preset`` model."""
+    halting_only: bool = False
+    """Train only the halting head (needs ``init``); everything else stays frozen, so the halting loss can be
+    weighted up without costing reconstruction (a fine-tuning stage of ours, not in the paper)."""
 
     def schedule(self) -> PerturbationSchedule | None:
         if self.perturb is None:
@@ -114,18 +119,18 @@ def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = Tru
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    model = KARL.from_preset(config.preset, **config.model_overrides)
+    model = _initial_model(config)
     if model.quantizer is None and config.perturb is not None:
         raise ValueError("--perturb needs a quantised KARL (quantize=True): perturbation replaces codes")
     if not 1 <= config.token_step <= model.config.max_tokens:
         raise ValueError(f"token_step must be 1..{model.config.max_tokens} (the model's max_tokens), "
                          f"got {config.token_step}")
-    optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                              betas=(0.9, 0.95))
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
     start_step, elapsed = _resume(out_dir / CHECKPOINT_NAME, model, optim, config)
     world = ShapesWorld(model.config.image_size, config.min_objects, config.max_objects)
     fixed = world.batch("eval", 0, 16).images
-    model.train()
+    model.train(not config.halting_only)  # eval mode keeps a frozen codebook from restarting dead codes
     columns = (TextColumn("karl {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not show_progress) as bar:
         task = bar.add_task("", total=config.steps, completed=start_step)
@@ -145,6 +150,19 @@ def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = Tru
                                  elapsed + time.perf_counter() - clock)
     model.eval()
     model.save_pretrained(out_dir)
+    return model
+
+
+def _initial_model(config: KARLTrainConfig) -> KARL:
+    """A fresh preset model, or the ``init`` model with all but the halting head frozen when ``halting_only``."""
+    if config.halting_only and config.init is None:
+        raise ValueError("halting_only fine-tunes a trained model: give init (a KARL directory)")
+    if config.init is None:
+        return KARL.from_preset(config.preset, **config.model_overrides)
+    model = KARL.from_pretrained(config.init)
+    if config.halting_only:
+        model.requires_grad_(False)
+        model.halting_head.requires_grad_(True)
     return model
 
 
@@ -196,7 +214,7 @@ def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, 
     loss = loss_a + loss_b + vq_loss
     optim.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
     optim.step()
     with torch.no_grad():
         return StepStats(loss.item(), l1_a.mean().item(), (rec_b - images).abs().mean().item(), halt.item(),

@@ -137,3 +137,17 @@ def test_train_karl_rejects_a_token_step_outside_the_budget(tmp_path):
     config = KARLTrainConfig(steps=1, batch_size=2, token_step=0, model_overrides=MICRO)
     with pytest.raises(ValueError, match="token_step must be 1.."):
         train_karl(config, tmp_path, show_progress=False)
+
+
+def test_halting_only_fine_tune_changes_only_the_halting_head(tmp_path):
+    overrides = {**MICRO, "image_size": 32, "patch_size": 8}
+    base = train_karl(KARLTrainConfig(steps=1, batch_size=4, token_step=4, model_overrides=overrides),
+                      tmp_path / "base", show_progress=False)
+    config = KARLTrainConfig(steps=3, batch_size=4, token_step=4, lr=1e-2, warmup_steps=1, halt_weight=1.0,
+                             init=str(tmp_path / "base"), halting_only=True)
+    tuned = train_karl(config, tmp_path / "tuned", show_progress=False)
+    before, after = base.state_dict(), tuned.state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(name.startswith("halting_head.") for name in changed)
+    with pytest.raises(ValueError, match="give init"):
+        train_karl(KARLTrainConfig(steps=1, halting_only=True), tmp_path / "x", show_progress=False)

@@ -107,6 +107,8 @@ def test_config_validation() -> None:
         TexTokConfig(text_encoder="t5")
     paper = TexTok.preset_config("paper-B")
     assert (paper.image_size, paper.patch_size, paper.encoder_width, paper.encoder_depth) == (256, 8, 768, 12)
+    tiny, tiny_64 = TexTok.preset_config("tiny"), TexTok.preset_config("tiny-64")
+    assert (tiny_64.image_size, tiny_64.patch_size, tiny_64.num_patches) == (64, 8, tiny.num_patches)
 
 
 def test_a_few_training_steps_reduce_the_loss(batch) -> None:
