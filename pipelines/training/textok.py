@@ -55,6 +55,12 @@ class TexTokTrainConfig:
     seed: int = 0
     perturb: tuple[float, float, int] | None = None
     """(alpha, beta, delta) robust latent perturbation for the ``vq`` bottleneck, scheduled as RobustTok."""
+    text_dropout: float = 0.0
+    """Share of training images whose caption is hidden from attention (not in the paper; see ``_drop_captions``)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise ValueError(f"text_dropout must be in [0, 1), got {self.text_dropout}")
 
     def model_overrides(self) -> dict[str, object]:
         overrides: dict[str, object] = {"num_latent_tokens": self.num_latent_tokens,
@@ -128,6 +134,8 @@ def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool =
 def _loss(model: TexTok, config: TexTokTrainConfig, images: torch.Tensor, text: list[str] | TextEmbedding,
           noise: torch.Generator, schedule: PerturbationSchedule | None, step: int) -> tuple[torch.Tensor, float]:
     captions = text if config.text_conditioning else None
+    if captions is not None and config.text_dropout:
+        captions = _drop_captions(model, captions, config.text_dropout, noise)
     encoding = model.encode(images, captions, sample=True, generator=noise)
     latents = encoding.latents
     if schedule is not None and encoding.codes is not None:
@@ -139,6 +147,20 @@ def _loss(model: TexTok, config: TexTokTrainConfig, images: torch.Tensor, text: 
     rec = F.mse_loss(recon, images)
     weight = config.kl_weight if config.bottleneck == "kl" else 1.0
     return rec + weight * encoding.loss, rec.item()
+
+
+def _drop_captions(model: TexTok, text: list[str] | TextEmbedding, share: float, generator: torch.Generator
+                   ) -> TextEmbedding:
+    """Mask every text token of a random ``share`` of the images, at both ends.
+
+    With every caption visible, the decoder first learns to paint each object's colour at the caption's coarse
+    position and the latent tokens stay blurry for thousands of steps (64 px runs: training MSE stuck near
+    0.015 while the same model without text reached 0.005). Images without their caption keep the latents
+    carrying the whole image.
+    """
+    embedded = text if isinstance(text, TextEmbedding) else model.embed_text(text)
+    keep = torch.rand(embedded.mask.shape[0], generator=generator) >= share
+    return TextEmbedding(embedded.tokens, embedded.mask & keep[:, None].to(embedded.mask.device))
 
 
 def _set_lr(optim: torch.optim.Optimizer, config: TexTokTrainConfig, step: int) -> None:

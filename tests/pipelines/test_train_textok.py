@@ -39,3 +39,16 @@ def test_train_writes_outputs_and_resumes(tmp_path: Path) -> None:
     assert not torch.equal(before["patch_embed.weight"], after["model"]["patch_embed.weight"])
     with pytest.raises(ValueError, match="different config"):
         train_textok(_config(4, lr=5e-4), tmp_path, show_progress=False)
+
+
+def test_text_dropout_hides_whole_captions_of_about_that_share() -> None:
+    from pipelines.training.textok import _drop_captions
+
+    model = TexTok.from_preset("tiny", text_encoder="learned", text_dim=32)
+    text = model.embed_text(["a red circle at the top left"] * 400)
+    dropped = _drop_captions(model, text, 0.5, torch.Generator().manual_seed(0))
+    hidden = ~dropped.mask.any(dim=1)
+    assert torch.equal(dropped.mask[~hidden], text.mask[~hidden])  # the others keep every token
+    assert 150 < int(hidden.sum()) < 250
+    with pytest.raises(ValueError, match="text_dropout"):
+        _config(1, text_dropout=1.0)
