@@ -138,6 +138,15 @@ def test_training_steps_reduce_the_mel_loss() -> None:
     assert all(torch.isfinite(torch.tensor(list(logs.values()))).all() for logs in mel_phase + gan_phase)
 
 
+def test_trainer_can_start_from_a_trained_vocoder(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    MelVocoder.from_preset("tiny", **MICRO).save_pretrained(tmp_path)
+    config = VocoderTrainConfig(init=str(tmp_path), mpd_width=2, mrd_width=2)
+    trainer = VocoderTrainer(config, CropSampler([torch.zeros(8000)], 6400, seed=0))
+    saved = load_pretrained(tmp_path).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in trainer.model.state_dict().items())
+
+
 def test_shipped_vocoder_learned_but_trails_griffin_lim() -> None:
     """vocoder-tiny (22 min of CPU) does NOT beat Griffin-Lim (log-mel L1 ~0.21 vs ~0.14 on these clips, see its
     card): pin what is true, far better than its untrained twin and within 2x of Griffin-Lim."""

@@ -122,6 +122,7 @@ def vocoder_command(
     preset: str = typer.Option("tiny", help="MelVocoder size: tiny (CPU) or paper"),
     steps: int = typer.Option(3000, help="generator steps in total (may be raised on --resume)"),
     batch_size: int = typer.Option(8, help="crops per step"),
+    crop_seconds: float = typer.Option(1.0, help="crop length in seconds"),
     lr: float = typer.Option(5e-4, help="peak AdamW learning rate of the vocoder"),
     mel_only_steps: int = typer.Option(0, help="first steps on the mel loss only, before the GAN starts "
                                                  "(may be raised on --resume)"),
@@ -131,6 +132,7 @@ def vocoder_command(
     train_utterances: int = typer.Option(400, help="espeak-ng utterances in the 10 codec training voices"),
     answer_utterances: int = typer.Option(200, help="dialogue sentences in Flow-Omni's answer voice"),
     eval_clips: int = typer.Option(10, help="held-out sentences per voice set for the model card (0: none)"),
+    init: str | None = typer.Option(None, help="start from this trained vocoder (zoo name or directory)"),
     threads: int = typer.Option(1, help="torch CPU threads (0: torch's default)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in OUTPUT_DIR"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with losses"),
@@ -139,13 +141,15 @@ def vocoder_command(
     import sys
 
     from pipelines.training.vocoder import VocoderTrainConfig, train_vocoder
+    from pipelines.zoo import resolve_model
 
     start_run(threads)
     try:
-        config = VocoderTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr,
-                                    mel_only_steps=mel_only_steps, input_mel_coeff=input_mel_coeff,
+        config = VocoderTrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds,
+                                    lr=lr, mel_only_steps=mel_only_steps, input_mel_coeff=input_mel_coeff,
                                     mpd_width=mpd_width, mrd_width=mrd_width,
-                                    train_utterances=train_utterances, answer_utterances=answer_utterances)
+                                    train_utterances=train_utterances, answer_utterances=answer_utterances,
+                                    init="" if init is None else str(resolve_model(init).path))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     out = train_vocoder(config, output_dir, resume=resume, progress=progress, evaluate_clips=eval_clips,

@@ -47,6 +47,8 @@ class VocoderTrainConfig(GanTrainConfig):
     Vocos; the 100-bin loss's 1e-7 floor makes near-silent bins dominate it, this one weighs what is heard."""
     answer_utterances: int = 200
     """Dialogue sentences spoken by the answer voice."""
+    init: str = ""
+    """A trained MelVocoder directory to start from (e.g. a GAN phase after a mel-only run); "" = fresh preset."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +75,8 @@ class VocoderTrainer(GanTrainer):
         self.log_mel = LogMel(self.model.config.mel_spec)
 
     def build_model(self) -> MelVocoder:
+        if self.config.init:
+            return MelVocoder.from_pretrained(self.config.init)
         return MelVocoder.from_preset(self.config.preset, **dict(self.config.model_overrides))
 
     def train_step(self) -> dict[str, float]:
@@ -150,6 +154,7 @@ def write_model_card(output_dir: Path, model: MelVocoder, config: VocoderTrainCo
     gan = (f"then {gan_steps} steps adding hinge GAN + feature matching with the multi-period (width "
            f"{config.mpd_width}) and multi-resolution (width {config.mrd_width}, weight {config.mrd_coeff:g}) "
            "discriminators" if gan_steps else "no GAN phase (all steps mel-only)")
+    start = f", starting from the trained vocoder in `{config.init}`" if config.init else ""
     extra = (f" + {config.input_mel_coeff:g} x L1 between the output's 80-bin log-mel and the input frames"
              if config.input_mel_coeff else "")
     card = f"""# {name or output_dir.name}
@@ -165,8 +170,8 @@ preset `{config.preset}`, {params / 1e6:.2f} M parameters.
 {command or "(called from Python)"}
 ```
 
-- **Steps:** {config.steps} generator steps, batch {config.batch_size} x {config.crop_seconds:g} s crops; AdamW lr
-  {config.lr:g} (discriminators {config.disc_lr:g}), betas {config.betas}, cosine decay.
+- **Steps:** {config.steps} generator steps{start}, batch {config.batch_size} x {config.crop_seconds:g} s crops;
+  AdamW lr {config.lr:g} (discriminators {config.disc_lr:g}), betas {config.betas}, cosine decay.
 - **Losses:** {config.mel_coeff:g} x mel L1 (100-bin){extra}; {gan}.
 - **Wall time:** {wall_s:.0f} s ({wall_s / 60:.1f} min) on 1 torch thread.
 - **Data:** espeak-ng speech, nothing downloaded: {config.train_utterances} template sentences in the 10 codec
