@@ -136,6 +136,8 @@ def binding_command(
     methods: str = typer.Option("plain,tome-merge-only,tome", help="Comma-separated methods to compare."),
     noun_weight: float | None = typer.Option(None, help="ToMe composite token: weight of the noun (paper 1.1)."),
     attribute_weight: float | None = typer.Option(None, help="ToMe composite: weight of the attributes (paper 1.2)."),
+    tome_option: list[str] = typer.Option([], "--tome-option", help="Any other ToMe knob, KEY=VALUE with a JSON "
+                                           "value (repeatable), e.g. token_step_size=100."),
     seed: int = typer.Option(0, help="Seed of the prompts and of the initial noise."),
     threads: int = typer.Option(1, help="torch.set_num_threads."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
@@ -175,6 +177,7 @@ def binding_command(
     tome_kwargs = json.loads((ref.path / "config.json").read_text()).get("tome", {})
     weights = {"noun_weight": noun_weight, "attribute_weight": attribute_weight}
     tome_kwargs.update({k: v for k, v in weights.items() if v is not None})
+    tome_kwargs.update(_tome_options(tome_option))
     results = evaluate_binding(pipe, scorer, binding_prompts(prompts, seed), images_per_prompt, steps, guidance,
                                {m: METHODS[m] for m in chosen}, tome_kwargs, seed, progress=typer.echo)
     reference = reference_binding(scorer, pipe.unet.config.sample_size * pipe.vae_scale_factor)
@@ -187,6 +190,26 @@ def binding_command(
             "guidance_scale": guidance, "seed": seed, "judge": judge, "tome": tome_kwargs,
             "methods": {name: r.to_dict() for name, r in results.items()},
             "reference_real_images": reference.to_dict()}, indent=2) + "\n")
+
+
+def _tome_options(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` items (VALUE as JSON) -> ToMeConfig overrides; unknown keys and bad values are errors."""
+    import dataclasses
+    import json
+
+    from pipelines.tome.pipeline import ToMeConfig
+
+    fields = {f.name for f in dataclasses.fields(ToMeConfig)}
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise typer.BadParameter(f"--tome-option {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise typer.BadParameter(f"--tome-option {key}: {raw!r} is not a JSON value") from err
+    return options
 
 
 @app.command("xar")
