@@ -186,7 +186,10 @@ def save_pipeline(out_dir: Path, vae: AutoencoderKL, text_encoder: CLIPTextModel
                                    unet=unet, scheduler=DDIMScheduler.from_config(DDPMScheduler().config),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(out_dir, safe_serialization=True)
-    (out_dir / "config.json").write_text(json.dumps({"model_class": MODEL_CLASS, **info}, indent=2) + "\n")
+    # Keep entries added to the folder's config by hand (the ToMe layers, "tome") across later saves.
+    config_path = out_dir / "config.json"
+    kept = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    config_path.write_text(json.dumps({**kept, "model_class": MODEL_CLASS, **info}, indent=2) + "\n")
 
 
 def train_sd(config: SDTrainConfig, out_dir: Path, resume: bool = False) -> dict:

@@ -13,6 +13,7 @@ from pipelines.training.sd import (
     build_unet,
     build_vae,
     finetune_vae_decoder,
+    save_pipeline,
     short_caption,
     training_captions,
 )
@@ -54,3 +55,16 @@ def test_decoder_finetune_leaves_the_encoder_alone():
     assert done == 2 and len(saved) == 2
     assert all(torch.equal(v, encoder[k]) for k, v in vae.encoder.state_dict().items())
     assert any(not torch.equal(v, decoder[k]) for k, v in vae.decoder.state_dict().items())
+
+
+def test_saving_keeps_hand_added_config_entries_and_updates_the_rest(tmp_path):
+    import json
+
+    preset = PRESETS["tiny"]
+    parts = build_vae(preset), build_text_encoder(preset), build_unet(preset)
+    save_pipeline(tmp_path, *parts, {"unet_steps_done": 1})
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "tome": {"attention_layers": ["a.attn2"]}}))
+    save_pipeline(tmp_path, *parts, {"unet_steps_done": 2})
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["tome"] == {"attention_layers": ["a.attn2"]} and config["unet_steps_done"] == 2
