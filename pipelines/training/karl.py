@@ -214,7 +214,7 @@ def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, 
     loss = loss_a + loss_b + vq_loss
     optim.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # frozen parameters have no grad and are skipped
     optim.step()
     with torch.no_grad():
         return StepStats(loss.item(), l1_a.mean().item(), (rec_b - images).abs().mean().item(), halt.item(),
