@@ -77,7 +77,7 @@ def evaluate_textoks(models: Sequence[TexTok], num_images: int = 512, classifier
             real_f.append(classifier.features(batch.images))
             found_real.append(_objects_found(batch.images, batch))
         for k, model in enumerate(models):
-            text = batch.captions if model.config.text_conditioning else None
+            text = batch.captions_in(model.config.caption_style) if model.config.text_conditioning else None
             recon = model.decode(model.encode(batch.images, text).latents, text)
             scores_p[k].append(psnr(recon, batch.images))
             scores_s[k].append(ssim(recon, batch.images))

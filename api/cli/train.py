@@ -172,6 +172,7 @@ def train_textok_command(
     eval_images: int = typer.Option(512, help="Held-out images for the final PSNR / SSIM."),
     perturb: str | None = typer.Option(None, help="vq only: robust latent perturbation alpha=..,beta=..,delta=.."),
     text_dropout: float = typer.Option(0.0, help="Share of training images trained without their caption."),
+    caption_style: str = typer.Option("coarse", help="coarse (names objects) or exact (pins all geometry)."),
     seed: int = typer.Option(0, help="Torch seed."),
     threads: int = typer.Option(1, help="torch.set_num_threads."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -191,7 +192,8 @@ def train_textok_command(
         config = TexTokTrainConfig(preset=preset, num_latent_tokens=tokens, text_conditioning=text,
                                    text_encoder=text_encoder, bottleneck=bottleneck, steps=steps,
                                    batch_size=batch_size, lr=lr, pool_size=pool_size, eval_images=eval_images,
-                                   seed=seed, perturb=strength, text_dropout=text_dropout)
+                                   seed=seed, perturb=strength, text_dropout=text_dropout,
+                                   caption_style=caption_style)
         metrics = train_textok(config, out, show_progress=progress)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err

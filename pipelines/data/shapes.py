@@ -23,6 +23,7 @@ it renders > 1000 images/s at 64 px on one core (``benchmarks/shapes_world.py``)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -58,6 +59,9 @@ BACKGROUND_NAMES: tuple[str, ...] = tuple(BACKGROUNDS)
 
 SPLIT_SEEDS: dict[str, int] = {"train": 0x5EED_7A17, "eval": 0xE7A1_0000}
 """First seed word of each split's generator; see the module docstring."""
+
+CAPTION_STYLES: tuple[str, ...] = ("coarse", "exact")
+"""``coarse`` names what a person would (``caption``); ``exact`` pins the geometry (``exact_caption``)."""
 
 NUM_CLASSES = len(SHAPES) * len(COLOURS)
 """Class-conditional mode: class id = shape index * len(COLOURS) + colour index (single object)."""
@@ -142,6 +146,12 @@ class ShapesBatch:
     @property
     def captions(self) -> list[str]:
         return [s.caption for s in self.scenes]
+
+    def captions_in(self, style: str) -> list[str]:
+        """Captions in one of ``CAPTION_STYLES``: ``coarse`` (``captions``) or ``exact`` (``exact_caption``)."""
+        if style not in CAPTION_STYLES:
+            raise ValueError(f"unknown caption style {style!r}; styles are {CAPTION_STYLES}")
+        return self.captions if style == "coarse" else [exact_caption(s) for s in self.scenes]
 
     @property
     def class_ids(self) -> torch.Tensor:
@@ -313,6 +323,26 @@ def caption(objects: Sequence[ShapeObject], background: str, striped: bool) -> s
         predicate = "left of" if a.x < b.x else "right of"
         text += f"; the {a.colour} {a.shape} is {predicate} the {b.colour} {b.shape}"
     return text
+
+
+def exact_caption(scene: Scene) -> str:
+    """The whole scene in whole pixels, degrees and percent, e.g. ``"red circle x 23 y 41 r 7; gray
+    background, gradient 8 percent toward 135 degrees, stripes 5 percent every 7.3 pixels at 60 degrees"``.
+
+    Rendering needs nothing else (up to the rounding), so a tokenizer given this caption has nothing left to
+    store but the rounding error: the upper end of what text can carry, for TexTok's ablation.
+    """
+    parts = [f"{o.colour} {o.shape} x {round(o.x)} y {round(o.y)} r {round(o.radius)}" for o in scene.objects]
+    direction, amplitude, _ = scene.gradient
+    text = f"{scene.background} background, gradient {round(100 * amplitude)} percent toward " \
+           f"{round(math.degrees(direction)) % 360} degrees, "
+    angle, period, strength = scene.stripes
+    if strength > 0:
+        text += f"stripes {round(100 * strength)} percent every {period:.1f} pixels at " \
+                f"{round(math.degrees(angle)) % 180} degrees"
+    else:
+        text += "no stripes"
+    return "; ".join([*parts, text])
 
 
 def _at(position: str) -> str:

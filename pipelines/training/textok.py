@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from pipelines.data.shapes import ShapesWorld
+from pipelines.data.shapes import CAPTION_STYLES, ShapesWorld
 from pipelines.textok_eval import evaluate_textok
 from pipelines.training.image_grid import save_image_grid
 from tokenizers_media.image.textok import TexTok
@@ -57,15 +57,20 @@ class TexTokTrainConfig:
     """(alpha, beta, delta) robust latent perturbation for the ``vq`` bottleneck, scheduled as RobustTok."""
     text_dropout: float = 0.0
     """Share of training images whose caption is hidden from attention (not in the paper; see ``_drop_captions``)."""
+    caption_style: str = "coarse"
+    """Which shapes-world captions to train on (``CAPTION_STYLES``); ``exact`` pins the whole geometry."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.text_dropout < 1.0:
             raise ValueError(f"text_dropout must be in [0, 1), got {self.text_dropout}")
+        if self.caption_style not in CAPTION_STYLES:
+            raise ValueError(f"caption_style {self.caption_style!r} is not one of {CAPTION_STYLES}")
 
     def model_overrides(self) -> dict[str, object]:
         overrides: dict[str, object] = {"num_latent_tokens": self.num_latent_tokens,
                                         "text_conditioning": self.text_conditioning,
-                                        "text_encoder": self.text_encoder, "bottleneck": self.bottleneck}
+                                        "text_encoder": self.text_encoder, "bottleneck": self.bottleneck,
+                                        "caption_style": self.caption_style}
         if self.text_encoder == "learned":
             overrides["text_dim"] = 128
         return overrides
@@ -178,7 +183,7 @@ def _build_pool(model: TexTok, config: TexTokTrainConfig) -> _Pool:
     world = ShapesWorld(model.config.image_size, min_objects=1, max_objects=config.max_objects)
     chunks = [world.batch("train", i, 256) for i in range(math.ceil(config.pool_size / 256))]
     images = torch.cat([c.images for c in chunks])[: config.pool_size]
-    captions = [cap for c in chunks for cap in c.captions][: config.pool_size]
+    captions = [cap for c in chunks for cap in c.captions_in(model.config.caption_style)][: config.pool_size]
     if not config.text_conditioning or config.text_encoder == "learned":
         return _Pool(images, captions, None)
     logger.info("embedding %d pool captions with the frozen text encoder", len(captions))
@@ -191,7 +196,7 @@ def _build_pool(model: TexTok, config: TexTokTrainConfig) -> _Pool:
 
 def _sample_batch(model: TexTok) -> tuple[torch.Tensor, list[str]]:
     batch = ShapesWorld(model.config.image_size).batch("eval", 10_000, 8)
-    return batch.images, batch.captions
+    return batch.images, batch.captions_in(model.config.caption_style)
 
 
 @torch.no_grad()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +13,8 @@ from pipelines.data.shapes import (
     COLOURS,
     NUM_CLASSES,
     SHAPES,
+    Scene,
+    ShapeObject,
     ShapesWorld,
     class_id,
     class_name,
@@ -89,3 +94,31 @@ def test_render_is_a_group_hook_scene_edits_change_only_what_was_edited() -> Non
     obj = scene.objects[0]
     assert torch.equal(a[:, int(obj.y), int(obj.x)], b[:, int(obj.y), int(obj.x)])
     assert not torch.equal(a[:, 0, 0], b[:, 0, 0])
+
+
+def _scene_from_exact_caption(caption: str, size: int) -> Scene:
+    """Parse ``exact_caption`` back into a scene (the test's own reading of the format)."""
+    *objects, background = caption.split("; ")
+    parsed = []
+    for text in objects:
+        colour, shape, _, x, _, y, _, r = text.split(" ")
+        parsed.append(ShapeObject(shape, colour, float(r), float(x), float(y), "", ""))
+    bg = re.fullmatch(r"(.+) background, gradient (\d+) percent toward (\d+) degrees, "
+                      r"(?:no stripes|stripes (\d+) percent every ([\d.]+) pixels at (\d+) degrees)", background)
+    assert bg is not None, background
+    name, amp, direction, strength, period, angle = bg.groups()
+    stripes = (math.radians(float(angle)), float(period), float(strength) / 100) if strength else (0.0, 8.0, 0.0)
+    return Scene(tuple(parsed), name, (math.radians(float(direction)), float(amp) / 100, 0.0), stripes, size, "")
+
+
+def test_exact_captions_pin_the_whole_image_up_to_rounding() -> None:
+    world = ShapesWorld(64, min_objects=1, max_objects=4)
+    batch = world.batch("eval", 0, 16)
+    exact = batch.captions_in("exact")
+    assert batch.captions_in("coarse") == batch.captions and exact != batch.captions
+    redrawn = world.render([_scene_from_exact_caption(c, 64) for c in exact]).images
+    other = world.batch("eval", 1, 16).images
+    error = (redrawn - batch.images).abs().mean(dim=(1, 2, 3))
+    assert error.max() < 0.02 < (other - batch.images).abs().mean(dim=(1, 2, 3)).min()
+    with pytest.raises(ValueError, match="caption style"):
+        batch.captions_in("poetic")

@@ -52,3 +52,12 @@ def test_text_dropout_hides_whole_captions_of_about_that_share() -> None:
     assert 150 < int(hidden.sum()) < 250
     with pytest.raises(ValueError, match="text_dropout"):
         _config(1, text_dropout=1.0)
+
+
+def test_caption_style_is_validated_and_reaches_the_model_config() -> None:
+    with pytest.raises(ValueError, match="caption_style"):
+        _config(1, caption_style="poetic")
+    model = TexTok.from_preset("tiny", **_config(1, caption_style="exact").model_overrides())
+    assert model.config.caption_style == "exact"
+    with pytest.raises(ValueError, match="caption_style"):
+        TexTok.from_preset("tiny", caption_style="poetic")

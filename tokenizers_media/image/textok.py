@@ -59,6 +59,8 @@ class TexTokConfig(ModelConfig):
     text_dim: int = 384
     """Width of the text encoder's tokens (384 for MiniLM; any for ``learned``)."""
     max_text_tokens: int = 128
+    caption_style: str = "coarse"
+    """The shapes-world caption style the model was trained on (``coarse`` or ``exact``); evaluation uses it."""
 
     def __post_init__(self) -> None:
         if self.num_latent_tokens not in TOKEN_COUNTS:
@@ -67,6 +69,8 @@ class TexTokConfig(ModelConfig):
             raise ValueError(f"bottleneck {self.bottleneck!r} is not one of {BOTTLENECKS}")
         if self.text_encoder not in TEXT_ENCODERS:
             raise ValueError(f"text_encoder {self.text_encoder!r} is not one of {TEXT_ENCODERS}")
+        if self.caption_style not in ("coarse", "exact"):
+            raise ValueError(f"caption_style {self.caption_style!r} is not 'coarse' or 'exact'")
         if self.text_encoder == "minilm" and self.text_dim != 384:
             raise ValueError(f"the minilm text encoder gives 384-wide tokens, but text_dim is {self.text_dim}")
         if self.image_size % self.patch_size:
