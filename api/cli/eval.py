@@ -181,9 +181,9 @@ def binding_command(
     results = evaluate_binding(pipe, scorer, binding_prompts(prompts, seed), images_per_prompt, steps, guidance,
                                {m: METHODS[m] for m in chosen}, tome_kwargs, seed, progress=typer.echo)
     reference = reference_binding(scorer, pipe.unet.config.sample_size * pipe.vae_scale_factor)
-    typer.echo("| method | binding accuracy | object recall | images |\n|---|---|---|---|")
+    typer.echo("| method | binding accuracy | object recall | swap rate | images |\n|---|---|---|---|---|")
     for name, r in {**results, "real shapes-world images": reference}.items():
-        typer.echo(f"| {name} | {r.bound:.3f} | {r.object_recall:.3f} | {r.images} |")
+        typer.echo(f"| {name} | {r.bound:.3f} | {r.object_recall:.3f} | {r.swap_rate:.3f} | {r.images} |")
     if json_out is not None:
         json_out.write_text(json.dumps({
             "model": ref.name, "prompts": prompts, "images_per_prompt": images_per_prompt, "steps": steps,

@@ -21,7 +21,8 @@ def test_binding_json_records_composite_weights(tmp_path):
     assert record["tome"]["noun_weight"] == 0.48 and record["tome"]["attribute_weight"] == 0.52
     assert record["tome"]["token_step_size"] == 100
     assert set(record["methods"]) == {"plain", "tome-merge-only"}
-    assert all(m["images"] == 1 for m in record["methods"].values())
+    assert all(m["images"] == 1 and 0 <= m["swap_rate"] <= 1 for m in record["methods"].values())
+    assert "| swap rate |" in result.output
 
 
 def test_binding_rejects_unknown_method():

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from pipelines.data.shapes import ShapesWorld
-from pipelines.tome.binding import binding_prompts, detector_judge, reference_binding
+from pipelines.data.shapes import COLOUR_NAMES, ShapesWorld
+from pipelines.tome.binding import (
+    binding_prompts,
+    detector_judge,
+    judge_objects,
+    reference_binding,
+    swapped_pairs,
+)
 from pipelines.tome.shape_detector import detect_objects, objects_present
 
 
@@ -34,3 +40,20 @@ def test_reference_binding_and_prompts():
     for p in prompts:
         assert len({c for c, _ in p.objects}) == len(p.objects) == len({s for _, s in p.objects})
         assert all(f"a {c} {s}" in p.text for c, s in p.objects)
+
+
+def test_swapped_colours_count_as_swaps_and_missing_objects_do_not():
+    scene = ShapesWorld(64, 2, 2).batch("eval", 3, 1).scenes[0]
+    a, b = scene.objects[:2]
+    assert a.colour != b.colour and a.shape != b.shape
+    image = ShapesWorld(64).render([scene]).images
+    swapped_prompt = ((b.colour, a.shape), (a.colour, b.shape))
+    [(found, swapped)] = judge_objects(detector_judge(), image, swapped_prompt)
+    assert not found.any() and swapped.all()
+    [(found, swapped)] = judge_objects(detector_judge(), image, ((a.colour, a.shape), (b.colour, b.shape)))
+    assert found.all() and not swapped.any()
+    absent = next(c for c in COLOUR_NAMES if c not in (a.colour, b.colour))
+    [(found, swapped)] = judge_objects(detector_judge(), image, ((absent, a.shape), (b.colour, b.shape)))
+    assert found.tolist() == [False, True] and not swapped.any()
+    assert swapped_pairs(((a.colour, a.shape), (b.colour, b.shape))) == swapped_prompt
+    assert reference_binding(detector_judge(), 64, images=4).swap_rate == 0.0
