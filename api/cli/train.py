@@ -58,6 +58,7 @@ def train_karl_command(
     stop_at: int | None = typer.Option(None, help="End this session after this step (resume later)."),
     init: str | None = typer.Option(None, help="Start from this trained KARL (zoo name or directory)."),
     halting_only: bool = typer.Option(False, help="Train only the halting head of --init (the rest frozen)."),
+    budget_per_image: bool = typer.Option(False, help="Draw the budget-pass T per image, not once per step."),
 ) -> None:
     """Train KARL on shapes world (two-pass adaptive-token training), saving samples and checkpoints."""
 
@@ -71,7 +72,7 @@ def train_karl_command(
                                  l2_weight=l2_weight, token_step=token_step, halt_weight=halt_weight,
                                  seed=seed, perturb=options,
                                  init=None if init is None else str(resolve_model(init).path),
-                                 halting_only=halting_only)
+                                 halting_only=halting_only, budget_per_image=budget_per_image)
         train_karl(config, out, show_progress=progress, stop_at=stop_at)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err

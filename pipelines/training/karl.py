@@ -3,7 +3,8 @@
 Each iteration runs KARL's two passes (spec, "Training, Upside-Down-RL style"), on pixel L1 (+ L2) since no
 LPIPS or GAN losses can be trained offline at this scale:
 
-(a) budget pass: a budget T is drawn from {s, 2s, ..., max_tokens} and the target error from the lowest bins
+(a) budget pass: a budget T is drawn from {s, 2s, ..., max_tokens} (once per step as in the spec, or for each
+    image with ``budget_per_image``) and the target error from the lowest bins
     (so every one of the T tokens is wanted: halting targets 0); it trains reconstruction at T tokens and
     records the per-image L1 reached, eps0.
 (b) learn-to-tokenize pass: the full budget, conditioned on bin(eps0); the decoder sees the first T tokens and
@@ -92,6 +93,10 @@ class KARLTrainConfig:
     halting_only: bool = False
     """Train only the halting head (needs ``init``); everything else stays frozen, so the halting loss can be
     weighted up without costing reconstruction (a fine-tuning stage of ours, not in the paper)."""
+    budget_per_image: bool = False
+    """Draw the budget T for each image instead of once per step (ours; the spec draws one T per iteration).
+    With one T per step every image of the batch gets the same halting targets, so the part of the halting
+    signal that depends on the image rests on one T draw per step rather than one per image."""
 
     def schedule(self) -> PerturbationSchedule | None:
         if self.perturb is None:
@@ -179,23 +184,26 @@ def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, 
     """One iteration of the two passes and an optimiser step."""
     rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     batch, max_tokens = images.shape[0], model.config.max_tokens
-    budgets = list(range(config.token_step, max_tokens + 1, config.token_step))
-    budget = budgets[int(torch.randint(len(budgets), (1,), generator=rng))]
+    budget = draw_budgets(config, max_tokens, batch, rng)
 
-    # (a) Budget pass: T tokens, a low target error, halting targets 0 (all T tokens are wanted).
+    # (a) Budget pass: T tokens, a low target error, halting targets 0 (all T tokens are wanted). Per-image
+    # budgets mask each image's slots past its T (they are still quantised; the decoder never sees them).
     low = torch.randint(0, LOW_BINS, (batch,), generator=rng)
-    enc_a = model.encode_latents(images, low, budget)
+    width = int(budget.max())
+    enc_a = model.encode_latents(images, low, width, budget if config.budget_per_image else None)
     vq_a = model.quantize(enc_a.latents)
     lat_a = enc_a.latents if vq_a is None else vq_a.quantized
-    rec_a = model.decode_latents(lat_a, torch.full((batch,), budget))
+    rec_a = model.decode_latents(lat_a, budget)
     l1_a = (rec_a - images).abs().flatten(1).mean(1)  # (B,) the per-image L1 reached: eps0
-    halt_a = F.binary_cross_entropy_with_logits(enc_a.halt_logits, torch.zeros_like(enc_a.halt_logits))
+    wanted = enc_a.halt_logits[torch.arange(width) < budget[:, None]]
+    halt_a = F.binary_cross_entropy_with_logits(wanted, torch.zeros_like(wanted))
     loss_a = _reconstruction(rec_a, images, config) + config.halt_weight * halt_a
 
     # (b) Learn to tokenize: full budget conditioned on bin(eps0), BCE 0 for the first T tokens, 1 after.
     bins = model.error_bin(l1_a.detach(), batch)
-    if budget == max_tokens:  # nothing to drop: ask for a lower error than reached, keeping every token
-        bins = (torch.rand(batch, generator=rng) * bins).long()
+    full = budget == max_tokens
+    if full.any():  # nothing to drop: ask for a lower error than reached, keeping every token
+        bins = torch.where(full, (torch.rand(batch, generator=rng) * bins).long(), bins)
     enc_b = model.encode_latents(images, bins, max_tokens)
     vq_b = model.quantize(enc_b.latents)
     lat_b = enc_b.latents if vq_b is None else vq_b.quantized
@@ -205,8 +213,8 @@ def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, 
         codes = model.quantizer.perturb(vq_b.codes, alpha, beta, delta, rng, latents=enc_b.latents.detach())
         # After the VQ losses: perturbed codes, still straight-through to the encoder.
         lat_b = lat_b + (model.quantizer.decode(codes) - lat_b).detach()
-    rec_b = model.decode_latents(lat_b, torch.full((batch,), budget))
-    targets = (torch.arange(max_tokens) >= budget).float().expand(batch, -1)
+    rec_b = model.decode_latents(lat_b, budget)
+    targets = (torch.arange(max_tokens) >= budget[:, None]).float()
     halt = F.binary_cross_entropy_with_logits(enc_b.halt_logits, targets)
     loss_b = _reconstruction(rec_b, images, config) + config.halt_weight * halt
 
@@ -219,6 +227,13 @@ def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, 
     with torch.no_grad():
         return StepStats(loss.item(), l1_a.mean().item(), (rec_b - images).abs().mean().item(), halt.item(),
                          float(vq_loss))
+
+
+def draw_budgets(config: KARLTrainConfig, max_tokens: int, batch: int, rng: torch.Generator) -> torch.Tensor:
+    """(B,) budget-pass T of each image, from {s, 2s, ..., max_tokens}: one draw per step, or per image."""
+    budgets = torch.arange(config.token_step, max_tokens + 1, config.token_step)
+    return budgets[torch.randint(len(budgets), (batch if config.budget_per_image else 1,), generator=rng)
+                   ].expand(batch)
 
 
 def _reconstruction(reconstruction: torch.Tensor, images: torch.Tensor, config: KARLTrainConfig) -> torch.Tensor:

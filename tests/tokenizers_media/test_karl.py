@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipelines.training.karl import KARLTrainConfig, PerturbOptions, train_karl, train_step
+from pipelines.training.karl import KARLTrainConfig, PerturbOptions, draw_budgets, train_karl, train_step
 from tokenizers_media.image.karl import ERROR_BINS, KARL, PAD_CODE, KARLConfig
 from tokenizers_media.modeling import load_pretrained
 
@@ -81,6 +81,33 @@ def test_masked_tokens_do_not_change_the_decoding():
     changed = codes.clone()
     changed[0, 2] = (changed[0, 2] + 1) % 64
     assert not torch.allclose(model.decode(changed, lengths)[0], model.decode(codes, lengths)[0])
+
+
+def test_per_image_budgets_encode_each_image_as_its_own_budget_would():
+    model = micro()
+    images, bins = torch.rand(2, 3, 16, 16), torch.tensor([2, 5])
+    out = model.encode_latents(images, bins, 8, lengths=torch.tensor([3, 6]))
+    for b, length in enumerate((3, 6)):
+        alone = model.encode_latents(images[b : b + 1], bins[b : b + 1], length)
+        torch.testing.assert_close(out.latents[b, :length], alone.latents[0])
+        torch.testing.assert_close(out.halt_logits[b, :length], alone.halt_logits[0])
+    unmasked = model.encode_latents(images, bins, 8)
+    assert not torch.allclose(unmasked.latents[0, :3], out.latents[0, :3])
+
+
+def test_per_image_budget_training_runs_and_trains_the_halting_head():
+    torch.manual_seed(0)
+    model = KARL.from_preset("tiny", **MICRO)
+    before = model.halting_head[1].weight.clone()
+    config = KARLTrainConfig(batch_size=4, token_step=1, steps=2, budget_per_image=True)
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    stats = [train_step(model, optim, torch.rand(4, 3, 16, 16), config, step) for step in range(2)]
+    assert all(s.halt_bce > 0 and s.l1_budget > 0 for s in stats)
+    assert not torch.equal(before, model.halting_head[1].weight)
+    per_image = draw_budgets(config, 32, 64, torch.Generator().manual_seed(0))
+    per_step = draw_budgets(KARLTrainConfig(token_step=4), 32, 64, torch.Generator().manual_seed(0))
+    assert len(per_image.unique()) > 10 and per_image.min() >= 1 and per_image.max() <= 32
+    assert len(per_step.unique()) == 1 and int(per_step[0]) % 4 == 0
 
 
 def test_continuous_variant_round_trip():

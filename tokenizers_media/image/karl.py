@@ -161,15 +161,24 @@ class KARL(PretrainedModel):
             raise ValueError(f"target_error must be a positive float or a ({batch_size},) tensor, got {target}")
         return torch.searchsorted(self.bins, target.contiguous()).clamp(max=len(self.config.error_bins) - 1)
 
-    def encode_latents(self, images: torch.Tensor, bins: torch.Tensor, num_tokens: int) -> KARLEncoderOutput:
-        """Images (B, 3, H, W), bins (B,), budget T -> halting logits (B, T) and latents (B, T, D)."""
+    def encode_latents(self, images: torch.Tensor, bins: torch.Tensor, num_tokens: int,
+                       lengths: torch.Tensor | None = None) -> KARLEncoderOutput:
+        """Images (B, 3, H, W), bins (B,), budget T -> halting logits (B, T) and latents (B, T, D).
+
+        ``lengths`` (B,) gives each image its own budget within T: latent slots at or past it are masked as
+        keys, so an image's first ``lengths[b]`` outputs are those of encoding it with budget ``lengths[b]``.
+        """
         self._check_images(images)
         self._check_budget(num_tokens)
         c = self.config
         image_tokens = self.patch_embed(patchify(images, c.patch_size)) + self.encoder_positions
         latent_tokens = self.latent_tokens[:num_tokens].expand(images.shape[0], -1, -1)
         x = torch.cat([self.error_embed(bins)[:, None], image_tokens, latent_tokens], dim=1)
-        latent_out = self.encoder(x)[:, -num_tokens:]  # (B, T, W)
+        key_mask = None
+        if lengths is not None:
+            active = torch.arange(num_tokens, device=x.device) < lengths.to(x.device)[:, None]
+            key_mask = torch.cat([active.new_ones(x.shape[0], x.shape[1] - num_tokens), active], dim=1)
+        latent_out = self.encoder(x, key_mask=key_mask)[:, -num_tokens:]  # (B, T, W)
         return KARLEncoderOutput(self.halting_head(latent_out)[..., 0], self.pre_quantizer(latent_out))
 
     def quantize(self, latents: torch.Tensor) -> VQOutput | None:
