@@ -174,6 +174,7 @@ def train_textok_command(
     perturb: str | None = typer.Option(None, help="vq only: robust latent perturbation alpha=..,beta=..,delta=.."),
     text_dropout: float = typer.Option(0.0, help="Share of training images trained without their caption."),
     caption_style: str = typer.Option("coarse", help="coarse (names objects) or exact (pins all geometry)."),
+    init: str | None = typer.Option(None, help="Start from this trained TexTok (zoo name or directory)."),
     seed: int = typer.Option(0, help="Torch seed."),
     threads: int = typer.Option(1, help="torch.set_num_threads."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -181,6 +182,7 @@ def train_textok_command(
     """Train TexTok on shapes world; resumes DIR/checkpoint.pt; writes DIR/model and DIR/metrics.json."""
 
     from pipelines.training.textok import TexTokTrainConfig, train_textok
+    from pipelines.zoo import resolve_model
 
     start_run(threads)
     try:
@@ -194,7 +196,8 @@ def train_textok_command(
                                    text_encoder=text_encoder, bottleneck=bottleneck, steps=steps,
                                    batch_size=batch_size, lr=lr, pool_size=pool_size, eval_images=eval_images,
                                    seed=seed, perturb=strength, text_dropout=text_dropout,
-                                   caption_style=caption_style)
+                                   caption_style=caption_style,
+                                   init=None if init is None else str(resolve_model(init).path))
         metrics = train_textok(config, out, show_progress=progress)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err

@@ -59,6 +59,9 @@ class TexTokTrainConfig:
     """Share of training images whose caption is hidden from attention (not in the paper; see ``_drop_captions``)."""
     caption_style: str = "coarse"
     """Which shapes-world captions to train on (``CAPTION_STYLES``); ``exact`` pins the whole geometry."""
+    init: str | None = None
+    """A trained TexTok directory to start from (ours, not in the paper). Weights that only this config has (the
+    text projections, when text is added to a model trained without it) start fresh."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.text_dropout < 1.0:
@@ -94,7 +97,7 @@ def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    model = TexTok.from_preset(config.preset, **config.model_overrides())
+    model = _initial_model(config)
     if config.perturb is not None and config.bottleneck != "vq":
         raise ValueError("--perturb needs the vq bottleneck (perturbation replaces discrete codes)")
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01, betas=(0.9, 0.95))
@@ -166,6 +169,25 @@ def _drop_captions(model: TexTok, text: list[str] | TextEmbedding, share: float,
     embedded = text if isinstance(text, TextEmbedding) else model.embed_text(text)
     keep = torch.rand(embedded.mask.shape[0], generator=generator) >= share
     return TextEmbedding(embedded.tokens, embedded.mask & keep[:, None].to(embedded.mask.device))
+
+
+def _initial_model(config: TexTokTrainConfig) -> TexTok:
+    """The preset model, with the ``init`` model's weights loaded where it has them."""
+    model = TexTok.from_preset(config.preset, **config.model_overrides())
+    if config.init is None:
+        return model
+    source = TexTok.from_pretrained(config.init)
+    try:
+        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    except RuntimeError as err:  # a shape differs: another preset, token count or bottleneck
+        raise ValueError(f"init {config.init} does not fit this config: {err}") from err
+    foreign = unexpected + [k for k in missing if not k.startswith(_TEXT_MODULES)]
+    if foreign:
+        raise ValueError(f"init {config.init} does not fit this config (weights {foreign[:4]} differ)")
+    return model
+
+
+_TEXT_MODULES = ("encoder_text.", "decoder_text.", "learned_text.")
 
 
 def _set_lr(optim: torch.optim.Optimizer, config: TexTokTrainConfig, step: int) -> None:

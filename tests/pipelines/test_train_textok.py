@@ -61,3 +61,19 @@ def test_caption_style_is_validated_and_reaches_the_model_config() -> None:
     assert model.config.caption_style == "exact"
     with pytest.raises(ValueError, match="caption_style"):
         TexTok.from_preset("tiny", caption_style="poetic")
+
+
+def test_init_loads_a_trained_model_and_adds_fresh_text_projections(tmp_path: Path) -> None:
+    from pipelines.training.textok import _initial_model
+
+    torch.manual_seed(0)
+    source = TexTok.from_preset("tiny", num_latent_tokens=32, text_conditioning=False)
+    source.save_pretrained(tmp_path / "no_text")
+    model = _initial_model(_config(1, init=str(tmp_path / "no_text")))
+    assert model.config.text_conditioning and hasattr(model, "decoder_text")
+    for name, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="does not fit"):
+        _initial_model(_config(1, init=str(tmp_path / "no_text"), num_latent_tokens=64))
+    with pytest.raises(ValueError, match="does not fit"):
+        _initial_model(_config(1, init=str(tmp_path / "no_text"), bottleneck="vq"))
