@@ -171,6 +171,10 @@ def _drop_captions(model: TexTok, text: list[str] | TextEmbedding, share: float,
     return TextEmbedding(embedded.tokens, embedded.mask & keep[:, None].to(embedded.mask.device))
 
 
+_TEXT_MODULES = ("encoder_text.", "decoder_text.", "learned_text.")
+"""Weight-name prefixes of the text path: the only weights an ``init`` model may lack."""
+
+
 def _initial_model(config: TexTokTrainConfig) -> TexTok:
     """The preset model, with the ``init`` model's weights loaded where it has them."""
     model = TexTok.from_preset(config.preset, **config.model_overrides())
@@ -185,9 +189,6 @@ def _initial_model(config: TexTokTrainConfig) -> TexTok:
     if foreign:
         raise ValueError(f"init {config.init} does not fit this config (weights {foreign[:4]} differ)")
     return model
-
-
-_TEXT_MODULES = ("encoder_text.", "decoder_text.", "learned_text.")
 
 
 def _set_lr(optim: torch.optim.Optimizer, config: TexTokTrainConfig, step: int) -> None:
