@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipelines.data.shapes import ShapesWorld
 from pipelines.training.image_grid import save_image_grid
-from tokenizers_media.image.karl import KARL, KARLConfig
+from tokenizers_media.image.karl import KARL, KARLConfig, active_prefix
 from tokenizers_media.nn.vq import PerturbationSchedule
 
 logger = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, 
     lat_a = enc_a.latents if vq_a is None else vq_a.quantized
     rec_a = model.decode_latents(lat_a, budget)
     l1_a = (rec_a - images).abs().flatten(1).mean(1)  # (B,) the per-image L1 reached: eps0
-    wanted = enc_a.halt_logits[torch.arange(width) < budget[:, None]]
+    wanted = enc_a.halt_logits[active_prefix(budget, width)]
     halt_a = F.binary_cross_entropy_with_logits(wanted, torch.zeros_like(wanted))
     loss_a = _reconstruction(rec_a, images, config) + config.halt_weight * halt_a
 
@@ -214,7 +214,7 @@ def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, 
         # After the VQ losses: perturbed codes, still straight-through to the encoder.
         lat_b = lat_b + (model.quantizer.decode(codes) - lat_b).detach()
     rec_b = model.decode_latents(lat_b, budget)
-    targets = (torch.arange(max_tokens) >= budget[:, None]).float()
+    targets = (~active_prefix(budget, max_tokens)).float()
     halt = F.binary_cross_entropy_with_logits(enc_b.halt_logits, targets)
     loss_b = _reconstruction(rec_b, images, config) + config.halt_weight * halt
 

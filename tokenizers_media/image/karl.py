@@ -111,6 +111,17 @@ class KARLEncoderOutput:
     latents: torch.Tensor
 
 
+def active_prefix(lengths: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """(B, T) bool: True on each image's first ``lengths[b]`` of ``num_tokens`` slots (its active tokens)."""
+    return torch.arange(num_tokens, device=lengths.device) < lengths[:, None]
+
+
+def _key_mask(leading: int, lengths: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """(B, leading + T) attention key mask: the ``leading`` tokens always, then each image's active prefix."""
+    active = active_prefix(lengths, num_tokens)
+    return torch.cat([active.new_ones(len(lengths), leading), active], dim=1)
+
+
 def _init_tokens(*shape: int) -> nn.Parameter:
     return nn.Parameter(torch.randn(*shape) * 0.02)
 
@@ -174,10 +185,7 @@ class KARL(PretrainedModel):
         image_tokens = self.patch_embed(patchify(images, c.patch_size)) + self.encoder_positions
         latent_tokens = self.latent_tokens[:num_tokens].expand(images.shape[0], -1, -1)
         x = torch.cat([self.error_embed(bins)[:, None], image_tokens, latent_tokens], dim=1)
-        key_mask = None
-        if lengths is not None:
-            active = torch.arange(num_tokens, device=x.device) < lengths.to(x.device)[:, None]
-            key_mask = torch.cat([active.new_ones(x.shape[0], x.shape[1] - num_tokens), active], dim=1)
+        key_mask = None if lengths is None else _key_mask(x.shape[1] - num_tokens, lengths.to(x.device), num_tokens)
         latent_out = self.encoder(x, key_mask=key_mask)[:, -num_tokens:]  # (B, T, W)
         return KARLEncoderOutput(self.halting_head(latent_out)[..., 0], self.pre_quantizer(latent_out))
 
@@ -196,8 +204,7 @@ class KARL(PretrainedModel):
         latent_tokens = self.decoder_embed(latents) + self.decoder_latent_positions[:num_tokens]
         mask_tokens = (self.mask_token + self.decoder_positions).expand(batch, -1, -1)
         x = torch.cat([mask_tokens, latent_tokens], dim=1)
-        active = torch.arange(num_tokens, device=latents.device) < lengths.to(latents.device)[:, None]  # (B, T)
-        keep = torch.cat([torch.ones(batch, mask_tokens.shape[1], dtype=torch.bool, device=x.device), active], 1)
+        keep = _key_mask(mask_tokens.shape[1], lengths.to(x.device), num_tokens)
         patches = self.to_pixels(self.decoder(x, key_mask=keep)[:, : mask_tokens.shape[1]])
         return unpatchify(patches, c.patch_size, c.image_size, c.image_size)
 
@@ -230,7 +237,7 @@ class KARL(PretrainedModel):
         bins = self.error_bin(target_error, images.shape[0])
         out = self.encode_latents(images, bins, num_tokens)
         probs, lengths = self.lengths_from_halting(out.halt_logits, threshold)
-        active = (torch.arange(num_tokens, device=images.device) < lengths[:, None])  # (B, T)
+        active = active_prefix(lengths, num_tokens)
         vq = self.quantize(out.latents)
         latents = (out.latents if vq is None else vq.quantized) * active[..., None]
         codes = None if vq is None else vq.codes.masked_fill(~active, PAD_CODE)
@@ -251,8 +258,7 @@ class KARL(PretrainedModel):
         else:
             if tokens.ndim != 2 or tokens.is_floating_point():
                 raise ValueError(f"KARL decodes integer codes (B, T), got {tokens.dtype} {tuple(tokens.shape)}")
-            active = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
-            latents = self.quantizer.decode(tokens.long().masked_fill(~active, 0))
+            latents = self.quantizer.decode(tokens.long().masked_fill(~active_prefix(lengths, tokens.shape[1]), 0))
         return self.decode_latents(latents, lengths).clamp(0.0, 1.0)
 
     def forward(self, images: torch.Tensor, target_error: float | torch.Tensor = 0.05,
