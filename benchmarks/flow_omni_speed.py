@@ -24,7 +24,7 @@ import torch
 
 from pipelines.flow_omni.generate import GenerationOptions, generate
 from pipelines.flow_omni.model import FlowOmni
-from pipelines.speech_generate import SpeechGenerateParams, SpeechGeneratePipeline
+from pipelines.flow_omni.speech_generate import SpeechGenerateParams, SpeechGeneratePipeline
 from pipelines.zoo import list_models
 
 SENTENCES = ("the boy likes a big red ball", "what is four plus five", "a small green boat sees the old dog")

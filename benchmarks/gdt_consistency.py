@@ -1,6 +1,6 @@
 """GDT's zero-shot consistency claim on shapes world, as a table (the one in gdt-tiny's model card).
 
-Given one reference image and captions that leave out one of its attributes (``pipelines.gdt.consistency``),
+Given one reference image and captions that leave out one of its attributes (``pipelines.gdt.evaluate``),
 how often do the generated images keep that attribute? Compared in the same run: the GDT model (group
 attention, G = 4), the same weights with group attention off (G = 1), and the same backbone trained on
 single images for the same steps (``mediaforge train gdt --single-image``). The judge is the shapes classifier;
@@ -27,7 +27,7 @@ import torch
 
 from pipelines.data.shapes import COLOUR_NAMES, SHAPES, split_rng
 from pipelines.gdt.attention import install_group_attention
-from pipelines.gdt.consistency import ATTRIBUTES, classify, consistency_case, measure
+from pipelines.gdt.evaluate import ATTRIBUTES, classify, consistency_case, measure
 from pipelines.gdt.groups import SHARED_WORDS, GroupSampler, group_world
 from pipelines.gdt.pipeline import GroupDiffusionPipeline
 from tokenizers_media.modeling import load_pretrained

@@ -57,7 +57,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def tokenize_pipeline(model_dir: Path):
-    from pipelines.audio_tokenize import AudioTokenizePipeline
+    from pipelines.wavtokenizer.audio_tokenize import AudioTokenizePipeline
 
     return AudioTokenizePipeline.load(model_dir)
 

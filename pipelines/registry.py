@@ -36,17 +36,17 @@ JOB_KINDS: dict[str, JobKind] = {
 
 # (job kind, model class) -> "module:PipelineClass"
 PIPELINES: dict[tuple[str, str], str] = {
-    ("audio.tokenize", "WavTokenizer"): "pipelines.audio_tokenize:AudioTokenizePipeline",
-    ("audio.detokenize", "WavTokenizer"): "pipelines.audio_detokenize:AudioDetokenizePipeline",
-    ("image.tokenize", "TexTok"): "pipelines.image_tokenize_textok:TexTokImageTokenizePipeline",
-    ("image.detokenize", "TexTok"): "pipelines.image_detokenize_textok:TexTokImageDetokenizePipeline",
-    ("image.tokenize", "KARL"): "pipelines.image_tokenize_karl:KARLImageTokenizePipeline",
-    ("image.detokenize", "KARL"): "pipelines.image_detokenize_karl:KARLImageDetokenizePipeline",
-    ("image.generate", "StableDiffusionPipeline"): "pipelines.image_generate_sd:GenerateSDPipeline",
-    ("image.generate", "XAR"): "pipelines.image_generate_xar:GenerateXARPipeline",
-    ("image.generate_group", "GroupDiffusionPipeline"): "pipelines.image_generate_group:GenerateGroupPipeline",
-    ("speech.generate", "FlowOmni"): "pipelines.speech_generate:SpeechGeneratePipeline",
-    ("speech.chat", "FlowOmni"): "pipelines.speech_chat:SpeechChatPipeline",
+    ("audio.tokenize", "WavTokenizer"): "pipelines.wavtokenizer.audio_tokenize:AudioTokenizePipeline",
+    ("audio.detokenize", "WavTokenizer"): "pipelines.wavtokenizer.audio_detokenize:AudioDetokenizePipeline",
+    ("image.tokenize", "TexTok"): "pipelines.textok.image_tokenize:TexTokImageTokenizePipeline",
+    ("image.detokenize", "TexTok"): "pipelines.textok.image_detokenize:TexTokImageDetokenizePipeline",
+    ("image.tokenize", "KARL"): "pipelines.karl.image_tokenize:KARLImageTokenizePipeline",
+    ("image.detokenize", "KARL"): "pipelines.karl.image_detokenize:KARLImageDetokenizePipeline",
+    ("image.generate", "StableDiffusionPipeline"): "pipelines.sd.image_generate:GenerateSDPipeline",
+    ("image.generate", "XAR"): "pipelines.xar.image_generate:GenerateXARPipeline",
+    ("image.generate_group", "GroupDiffusionPipeline"): "pipelines.gdt.image_generate_group:GenerateGroupPipeline",
+    ("speech.generate", "FlowOmni"): "pipelines.flow_omni.speech_generate:SpeechGeneratePipeline",
+    ("speech.chat", "FlowOmni"): "pipelines.flow_omni.speech_chat:SpeechChatPipeline",
 }
 
 

@@ -29,8 +29,8 @@ def pscore_command(
     import torch
 
     from pipelines.base import InputError
-    from pipelines.pscore import Perturbation, karl_round_trip, pscore, textok_round_trip
-    from pipelines.shapes_classifier import ShapesClassifier
+    from pipelines.robust.evaluate import Perturbation, karl_round_trip, pscore, textok_round_trip
+    from pipelines.shapes_classifier.model import ShapesClassifier
     from pipelines.zoo import resolve_model
     from tokenizers_media.image.karl import KARL
     from tokenizers_media.image.textok import TexTok
@@ -71,7 +71,7 @@ def karl_command(
     """PSNR / SSIM per token count, target error vs tokens used, and tokens by image complexity (markdown)."""
     import torch
 
-    from pipelines.karl_eval import evaluate_karl
+    from pipelines.karl.evaluate import evaluate_karl
     from pipelines.zoo import resolve_model
     from tokenizers_media.image.karl import KARL
 
@@ -101,8 +101,8 @@ def textok_command(
     import torch
 
     from pipelines.base import InputError
-    from pipelines.shapes_classifier import ShapesClassifier
-    from pipelines.textok_eval import evaluate_textoks, markdown_table
+    from pipelines.shapes_classifier.model import ShapesClassifier
+    from pipelines.textok.evaluate import evaluate_textoks, markdown_table
     from pipelines.zoo import resolve_model
     from tokenizers_media.image.textok import TexTok
 
@@ -147,8 +147,8 @@ def binding_command(
 
     import torch
 
-    from pipelines.shapes_classifier import ShapesClassifier
-    from pipelines.tome.binding import (
+    from pipelines.shapes_classifier.model import ShapesClassifier
+    from pipelines.tome.evaluate import (
         METHODS,
         binding_prompts,
         classifier_judge,
@@ -226,7 +226,7 @@ def xar_command(
     import torch
     from diffusers import AutoencoderKL
 
-    from pipelines.shapes_classifier import ShapesClassifier
+    from pipelines.shapes_classifier.model import ShapesClassifier
     from pipelines.xar.evaluate import evaluate_xar
     from pipelines.xar.model import XAR
     from pipelines.xar.pipeline import XARPipeline

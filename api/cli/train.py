@@ -31,7 +31,7 @@ def train_shapes_classifier_command(
     """Train the shapes-world classifier (proxy-FID features and judge) and write its model card."""
     import sys
 
-    from pipelines.training.shapes_classifier import ClassifierTrainConfig, train_shapes_classifier
+    from pipelines.shapes_classifier.train import ClassifierTrainConfig, train_shapes_classifier
 
     start_run(threads)
     config = ClassifierTrainConfig(steps=steps, batch_size=batch_size, seed=seed)
@@ -62,7 +62,7 @@ def train_karl_command(
 ) -> None:
     """Train KARL on shapes world (two-pass adaptive-token training), saving samples and checkpoints."""
 
-    from pipelines.training.karl import KARLTrainConfig, PerturbOptions, train_karl
+    from pipelines.karl.train import KARLTrainConfig, PerturbOptions, train_karl
     from pipelines.zoo import resolve_model
 
     start_run(threads)
@@ -101,9 +101,9 @@ def wavtokenizer_command(
     resume: bool = typer.Option(False, "--resume", help="continue the run in OUTPUT_DIR"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with losses"),
 ) -> None:
-    """Train WavTokenizer on espeak-ng speech + synthetic tones (see pipelines/training/wavtokenizer.py)."""
+    """Train WavTokenizer on espeak-ng speech + synthetic tones (see pipelines/wavtokenizer/train.py)."""
 
-    from pipelines.training.wavtokenizer import TrainConfig, train_wavtokenizer
+    from pipelines.wavtokenizer.train import TrainConfig, train_wavtokenizer
 
     start_run(threads)
     config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds, lr=lr,
@@ -141,7 +141,7 @@ def vocoder_command(
     """Train the Flow-Omni mel vocoder (Vocos recipe) on espeak-ng speech; card compares it with Griffin-Lim."""
     import sys
 
-    from pipelines.training.vocoder import VocoderTrainConfig, train_vocoder
+    from pipelines.vocoder.train import VocoderTrainConfig, train_vocoder
     from pipelines.zoo import resolve_model
 
     start_run(threads)
@@ -181,14 +181,14 @@ def train_textok_command(
 ) -> None:
     """Train TexTok on shapes world; resumes DIR/checkpoint.pt; writes DIR/model and DIR/metrics.json."""
 
-    from pipelines.training.textok import TexTokTrainConfig, train_textok
+    from pipelines.textok.train import TexTokTrainConfig, train_textok
     from pipelines.zoo import resolve_model
 
     start_run(threads)
     try:
         strength = None
         if perturb is not None:
-            from pipelines.training.karl import PerturbOptions
+            from pipelines.karl.train import PerturbOptions
 
             options = PerturbOptions.parse(perturb)
             strength = (options.alpha, options.beta, options.delta)
@@ -218,7 +218,7 @@ def train_sd_command(
 ) -> None:
     """Train a tiny latent diffusion text-to-image model on shapes world (VAE, CLIP text encoder, UNet)."""
 
-    from pipelines.training.sd import SDTrainConfig, train_sd
+    from pipelines.sd.train import SDTrainConfig, train_sd
 
     start_run(threads)
     try:
@@ -278,7 +278,7 @@ def train_sd_decoder_command(
     from diffusers import AutoencoderKL
 
     from pipelines.data.shapes import ShapesWorld
-    from pipelines.training.sd import finetune_vae_decoder
+    from pipelines.sd.train import finetune_vae_decoder
 
     start_run(threads)
     vae = AutoencoderKL.from_pretrained(pipeline / "vae")
@@ -395,7 +395,7 @@ def train_speech_judge_command(
     """Train the phoneme CTC intelligibility judge on espeak speech in the judge voices."""
     import sys
 
-    from pipelines.training.speech_judge import JudgeTrainConfig, train_speech_judge
+    from pipelines.speech_judge.train import JudgeTrainConfig, train_speech_judge
 
     start_run(threads)
     config = JudgeTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,

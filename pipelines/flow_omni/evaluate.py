@@ -24,12 +24,12 @@ import torch
 
 from pipelines.data.phonemes import phonemize
 from pipelines.data.speech import from_int16
+from pipelines.evaluation.speech_metrics import dtw_mel_distance, edit_distance, phone_error_rate
 from pipelines.flow_omni.codec import CodecBridge
 from pipelines.flow_omni.data import DialogueCorpus, Exchange, make_item
 from pipelines.flow_omni.generate import GenerationOptions, generate
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.flow_omni.streams import collate
-from pipelines.speech_metrics import dtw_mel_distance, edit_distance, phone_error_rate
 from tokenizers_media.speech.mel import LogMel
 from tokenizers_media.speech.recognizer import PhonemeRecognizer
 

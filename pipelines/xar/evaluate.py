@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from pipelines.data.shapes import NUM_CLASSES, ShapesWorld, class_name
-from pipelines.metrics import frechet_distance
-from pipelines.shapes_classifier import ShapesClassifier
+from pipelines.evaluation.metrics import frechet_distance
+from pipelines.shapes_classifier.model import ShapesClassifier
 from pipelines.xar.pipeline import XARPipeline
 
 

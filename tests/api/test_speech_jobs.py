@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 from pipelines.flow_omni.streams import STATE_STOP
-from tests.pipelines.test_flow_omni import small_model
+from tests.pipelines.flow_omni.test_flow_omni import small_model
 from tests.service_fixtures import submit, upload, wait_for, wav_bytes
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import ray
 from safetensors.numpy import load
 
-from pipelines.audio_tokenize import AudioTokenizePipeline
+from pipelines.wavtokenizer.audio_tokenize import AudioTokenizePipeline
 from pipelines.zoo import ModelRef
 from tests.service_fixtures import wav_bytes
 from tests.slow_pipeline import SlowEchoPipeline

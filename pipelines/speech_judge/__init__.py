@@ -1,0 +1,3 @@
+"""The phoneme CTC intelligibility judge of ``mediaforge eval flow-omni``: its training. The model is
+``tokenizers_media/speech/recognizer.py``.
+"""
