@@ -7,16 +7,18 @@ so the CLI, the Celery task and the Ray host all drive it the same way.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Generic, Self, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from pipelines.media import Media
+from tokenizers_media.modeling import WEIGHTS_NAME, PretrainedModel
 
 ProgressCallback = Callable[[float, str], None]
 """Called with (fraction done in [0, 1], short message). May raise ``JobCancelled`` to stop the work."""
@@ -70,3 +72,35 @@ class Pipeline(ABC):
         missing = sorted(set(self.inputs) - set(request.inputs))
         if missing:
             raise InputError(f"{self.kind} needs inputs {sorted(self.inputs)}; missing {missing}")
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Short hash of the weights file: token files carry it so they are never decoded by another model."""
+    digest = hashlib.sha256()
+    with open(model_dir / WEIGHTS_NAME, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+ModelT = TypeVar("ModelT", bound=PretrainedModel)
+
+
+class TokenizerPipeline(Pipeline, Generic[ModelT]):
+    """Base of the tokenize/detokenize job kinds: a loaded tokenizer, its zoo name and its weights fingerprint.
+
+    Each family names its model class (``model_class``); the name and fingerprint go into every tokens file.
+    """
+
+    model_class: ClassVar[type[PretrainedModel]]
+    """The tokenizer class, loaded in eval mode by its ``from_pretrained``."""
+
+    def __init__(self, model: ModelT, name: str, fingerprint: str) -> None:
+        self.model, self.name, self.fingerprint = model, name, fingerprint
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> Self:
+        model_dir = Path(model_dir)
+        return cls(cls.model_class.from_pretrained(model_dir, device=device), model_dir.name,
+                   model_fingerprint(model_dir))

@@ -1,31 +1,18 @@
-"""Loading and caption checks shared by the TexTok image job kinds."""
+"""Caption checks shared by the TexTok image job kinds (loading: :class:`pipelines.base.TokenizerPipeline`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Self
-
-import torch
-
-from pipelines.base import InputError, Pipeline
-from pipelines.wavtokenizer.serving import model_fingerprint
+from pipelines.base import InputError, TokenizerPipeline
 from tokenizers_media.image.textok import TexTok
 from tokenizers_media.text.encoders import TextEmbedding
 
 MAX_CAPTION_CHARS = 2000
 
 
-class TexTokPipeline(Pipeline):
+class TexTokPipeline(TokenizerPipeline[TexTok]):
     """Base of the TexTok ``image.*`` pipelines: holds a loaded TexTok in eval mode."""
 
-    def __init__(self, model: TexTok, name: str, fingerprint: str) -> None:
-        self.model, self.name, self.fingerprint = model, name, fingerprint
-        self.device = next(model.parameters()).device
-
-    @classmethod
-    def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> Self:
-        model_dir = Path(model_dir)
-        return cls(TexTok.from_pretrained(model_dir, device=device), model_dir.name, model_fingerprint(model_dir))
+    model_class = TexTok
 
     def embed_captions(self, captions: list[str]) -> TextEmbedding | None:
         """Captions -> text embedding (None for a no-text model); empty or too-long ones are InputErrors."""
