@@ -17,7 +17,7 @@ from typing import ClassVar, Generic, Self, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from pipelines.media import Media
+from pipelines.media import Media, Tokens
 from tokenizers_media.modeling import WEIGHTS_NAME, PretrainedModel
 
 ProgressCallback = Callable[[float, str], None]
@@ -104,3 +104,14 @@ class TokenizerPipeline(Pipeline, Generic[ModelT]):
         model_dir = Path(model_dir)
         return cls(cls.model_class.from_pretrained(model_dir, device=device), model_dir.name,
                    model_fingerprint(model_dir))
+
+    def provenance(self) -> dict[str, str]:
+        """The metadata that says which model made a tokens file (checked by ``check_provenance``)."""
+        return {"model": self.name, "model_sha": self.fingerprint}
+
+    def check_provenance(self, tokens: Tokens) -> None:
+        """Refuse tokens another model made: its codes or latents mean nothing to this one."""
+        made_by = tokens.metadata.get("model_sha")
+        if made_by is not None and made_by != self.fingerprint:
+            raise InputError(f"these tokens were made by model {tokens.metadata.get('model')!r} "
+                             f"({made_by}), not by {self.name!r} ({self.fingerprint})")

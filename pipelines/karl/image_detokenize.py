@@ -19,10 +19,7 @@ class KARLImageDetokenizePipeline(KARLPipeline):
         tokens = request.inputs["tokens"]
         if not isinstance(tokens, Tokens) or not {"codes", "lengths"} <= set(tokens.tensors):
             raise InputError("image.detokenize on KARL needs a tokens file with 'codes' and 'lengths' tensors")
-        made_by = tokens.metadata.get("model_sha")
-        if made_by is not None and made_by != self.fingerprint:
-            raise InputError(f"these tokens were made by model {tokens.metadata.get('model')!r} "
-                             f"({made_by}), not by {self.name!r} ({self.fingerprint})")
+        self.check_provenance(tokens)
         codes, lengths = tokens.tensors["codes"], tokens.tensors["lengths"]
         if codes.dtype.is_floating_point or codes.dtype == torch.bool or codes.ndim != 2 or codes.shape[0] != 1:
             raise InputError(f"'codes' must be an integer (1, T) tensor, got {codes.dtype} {tuple(codes.shape)}")

@@ -60,7 +60,7 @@ class KARLImageTokenizePipeline(KARLPipeline):
         return [r for r in results if r is not None]
 
     def _metadata(self, params: KARLTokenizeParams, budget: int, threshold: float) -> dict[str, str]:
-        return {"model": self.name, "model_sha": self.fingerprint, "model_class": "KARL",
+        return {**self.provenance(), "model_class": "KARL",
                 "image_size": str(self.model.config.image_size), "target_error": f"{params.target_error:g}",
                 "max_tokens": str(budget), "codebook_size": str(self.model.config.codebook_size),
                 "halt_threshold": f"{threshold:g}"}

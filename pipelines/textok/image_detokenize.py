@@ -29,10 +29,7 @@ class TexTokImageDetokenizePipeline(TexTokPipeline):
         key = "codes" if self.model.config.bottleneck == "vq" else "latents"
         if not isinstance(tokens, Tokens) or key not in tokens.tensors:
             raise InputError(f"image.detokenize on this TexTok needs a tokens file with a '{key}' tensor")
-        made_by = tokens.metadata.get("model_sha")
-        if made_by is not None and made_by != self.fingerprint:
-            raise InputError(f"these tokens were made by model {tokens.metadata.get('model')!r} "
-                             f"({made_by}), not by {self.name!r} ({self.fingerprint})")
+        self.check_provenance(tokens)
         c = self.model.config
         value = tokens.tensors[key]
         if key == "latents":

@@ -55,6 +55,6 @@ class TexTokImageTokenizePipeline(TexTokPipeline):
 
     def _metadata(self, caption: str) -> dict[str, str]:
         c = self.model.config
-        return {"model": self.name, "model_sha": self.fingerprint, "model_class": "TexTok",
+        return {**self.provenance(), "model_class": "TexTok",
                 "image_size": str(c.image_size), "num_tokens": str(c.num_latent_tokens),
                 "latent_dim": str(c.latent_dim), "caption": caption}

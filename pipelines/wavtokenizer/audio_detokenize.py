@@ -19,10 +19,7 @@ class AudioDetokenizePipeline(WavTokenizerPipeline):
         tokens = request.inputs["tokens"]
         if not isinstance(tokens, Tokens) or "codes" not in tokens.tensors:
             raise InputError("audio.detokenize needs a tokens file with a 'codes' tensor")
-        made_by = tokens.metadata.get("model_sha")
-        if made_by is not None and made_by != self.fingerprint:
-            raise InputError(f"these tokens were made by model {tokens.metadata.get('model')!r} "
-                             f"({made_by}), not by {self.name!r} ({self.fingerprint})")
+        self.check_provenance(tokens)
         codes = tokens.tensors["codes"]
         if codes.dtype.is_floating_point or codes.dtype == torch.bool:
             raise InputError(f"'codes' must be integers, got {codes.dtype}")

@@ -47,6 +47,6 @@ class AudioTokenizePipeline(WavTokenizerPipeline):
                 for i, (f, n) in enumerate(zip(frames, lengths, strict=True))]
 
     def _metadata(self, samples: int) -> dict[str, str]:
-        return {"model": self.name, "model_sha": self.fingerprint, "sample_rate": str(self.model.sample_rate),
+        return {**self.provenance(), "sample_rate": str(self.model.sample_rate),
                 "token_rate": f"{self.model.token_rate:g}", "hop_length": str(self.model.hop_length),
                 "codebook_size": str(self.model.codebook_size), "samples": str(samples)}
