@@ -9,14 +9,7 @@ from pipelines.data.shapes import NUM_CLASSES, ShapesWorld
 from pipelines.shapes_classifier.model import ShapesClassifier, accuracy, presence_targets
 from pipelines.zoo import WEIGHTS_DIR
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_presence_targets_mark_exactly_the_objects_present() -> None:
     batch = ShapesWorld(32, min_objects=1, max_objects=3).batch("train", 0, 8)

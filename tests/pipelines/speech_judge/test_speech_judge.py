@@ -19,13 +19,7 @@ SENTENCES = ["the big red dog sees a small cat", "what is two plus three",
              "His grandmother measured twelve yellow candles by the harbour, and the pilot ordered a bag of rice."]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The suite shares 2 cores: a small model trains faster on one thread than fighting for both."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ SMALL = {"encoder_width": 32, "encoder_depth": 1, "encoder_heads": 2, "decoder_w
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def pipelines(tmp_path_factory):

@@ -10,14 +10,7 @@ import torch
 from pipelines.textok.train import CHECKPOINT, TexTokTrainConfig, train_textok
 from tokenizers_media.image.textok import TexTok
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _config(steps: int, **changes) -> TexTokTrainConfig:
     base = dict(text_encoder="learned", steps=steps, batch_size=4, pool_size=8, eval_images=4, warmup_steps=1,

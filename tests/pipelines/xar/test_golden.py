@@ -13,14 +13,7 @@ from api.cli import app
 from pipelines.xar.model import XAR
 from tests.pipelines.xar.golden_recipe import GOLDEN, LAYOUT, write_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI box has 2 shared cores: more intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

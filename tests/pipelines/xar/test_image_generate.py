@@ -13,14 +13,7 @@ from pipelines.registry import get_pipeline_class
 from pipelines.xar.model import XAR
 from pipelines.xar.vae import shapes_vae
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI box has 2 shared cores: more intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

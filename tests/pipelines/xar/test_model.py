@@ -8,14 +8,7 @@ import torch
 from pipelines.xar.entities import ENTITY_KINDS, make_layout
 from pipelines.xar.model import XAR
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI box has 2 shared cores: more intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(entity: str = "cell", **overrides) -> XAR:

@@ -9,14 +9,7 @@ from pipelines.xar.model import XAR
 from pipelines.xar.train import XARTrainConfig, flow_matching_loss, sample_times, train_xar
 from pipelines.xar.vae import shapes_vae
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI box has 2 shared cores: more intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_teacher_forcing_supervises_one_entity_with_clean_context():

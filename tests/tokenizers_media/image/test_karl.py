@@ -9,13 +9,7 @@ MICRO = dict(image_size=16, patch_size=4, width=32, encoder_depth=1, decoder_dep
              max_tokens=8, codebook_size=64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on a loaded 2-core machine are ~20x slower than one for these small ops."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def micro(**overrides) -> KARL:
