@@ -8,14 +8,15 @@ so the CLI, the Celery task and the Ray host all drive it the same way.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from pipelines.media import Media, Tokens
 from tokenizers_media.modeling import WEIGHTS_NAME, PretrainedModel
@@ -36,6 +37,25 @@ class Params(BaseModel):
     """Base of every job kind's params schema: unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid")
+    renamed: ClassVar[dict[str, str]] = {}
+    """Old param name -> its new name: still accepted (with a DeprecationWarning) for one release."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_old_names(cls, values: Any) -> Any:
+        """Map old names to the shared ones (``num_inference_steps``, ``guidance_scale``) so old jobs still run."""
+        if not cls.renamed or not isinstance(values, dict):
+            return values
+        values = dict(values)
+        for old, new in cls.renamed.items():
+            if old not in values:
+                continue
+            if new in values:
+                raise InputError(f"pass {new!r} only: {old!r} is its deprecated old name")
+            warnings.warn(f"param {old!r} is deprecated and will be removed; use {new!r}", DeprecationWarning,
+                          stacklevel=2)
+            values[new] = values.pop(old)
+        return values
 
 
 @dataclass

@@ -12,7 +12,7 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 import torch
 
@@ -31,10 +31,12 @@ DEFAULT_VOCODER = "vocoder-tiny"
 class SpeechParams(Params):
     vocoder: str = DEFAULT_VOCODER
     """A mel vocoder in the zoo (or a model directory), or ``griffin-lim``."""
-    flow_steps: int | None = None
+    num_inference_steps: int | None = None
+    """Euler steps of the flow head per frame group (default: the model's ``flow_steps``)."""
     temperature: float = 1.0
     max_seconds: float = 20.0
     seed: int = 0
+    renamed: ClassVar[dict[str, str]] = {"flow_steps": "num_inference_steps"}
 
 
 @dataclass
@@ -96,7 +98,7 @@ class SpeechPipeline(Pipeline):
         vocoder = StreamingVocoder(self.vocoder(params.vocoder), self.model.config.hop_length)
         frame_rate = self.model.config.mel_spec.frame_rate
         max_groups = max(1, int(params.max_seconds * frame_rate / self.model.config.frames_per_step))
-        options = GenerationOptions(flow_steps=params.flow_steps, temperature=params.temperature,
+        options = GenerationOptions(flow_steps=params.num_inference_steps, temperature=params.temperature,
                                     max_groups=max_groups, seed=params.seed)
         start, first_audio, said, chunks, groups = time.perf_counter(), None, "", [], 0
         for event in stream(self.model, task, text=text, speech_mel=speech_mel, options=options):

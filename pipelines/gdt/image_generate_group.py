@@ -9,7 +9,7 @@ order; the reference slot holds the reference resized to the model's side.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 import torch
 from pydantic import Field, model_validator
@@ -27,9 +27,10 @@ class GenerateGroupParams(Params):
     prompts: list[str] = Field(..., min_length=2, max_length=MAX_IMAGES, description="one caption per image")
     reference_index: int = Field(0, ge=0, description="slot of the reference image in the group")
     group_size: int | None = Field(None, ge=1, le=MAX_IMAGES, description="images per group; default: all")
-    steps: int = Field(25, ge=1, le=200, description="DDIM steps")
-    guidance: float = Field(3.0, ge=1.0, le=20.0, description="classifier-free guidance scale (1: off)")
+    num_inference_steps: int = Field(25, ge=1, le=200, description="DDIM steps")
+    guidance_scale: float = Field(3.0, ge=1.0, le=20.0, description="classifier-free guidance scale (1: off)")
     seed: int = Field(0, ge=0, description="seed of the initial and re-noising noise")
+    renamed: ClassVar[dict[str, str]] = {"steps": "num_inference_steps", "guidance": "guidance_scale"}
 
     @model_validator(mode="after")
     def _check_layout(self) -> Self:
@@ -74,8 +75,8 @@ class GenerateGroupPipeline(Pipeline):
 
             try:
                 out = self.pipe(p.prompts, reference_images={p.reference_index: reference},
-                                group_size=p.group_size or len(p.prompts), num_inference_steps=p.steps,
-                                guidance_scale=p.guidance, generator=torch.Generator().manual_seed(p.seed),
+                                group_size=p.group_size or len(p.prompts), num_inference_steps=p.num_inference_steps,
+                                guidance_scale=p.guidance_scale, generator=torch.Generator().manual_seed(p.seed),
                                 callback=step)
             except ValueError as err:  # caption too long for the text encoder, and the like
                 raise InputError(f"image.generate_group: {err}") from err

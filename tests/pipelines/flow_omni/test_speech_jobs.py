@@ -79,3 +79,11 @@ def test_chat_rejects_unusable_audio() -> None:
 def test_codes_baseline_is_not_served() -> None:
     with pytest.raises(InputError, match="baseline"):
         SpeechGeneratePipeline(small_model(output="codes"))
+
+
+def test_flow_steps_is_the_old_name_of_num_inference_steps() -> None:
+    with pytest.warns(DeprecationWarning, match="'flow_steps' is deprecated"):
+        assert SpeechChatParams.model_validate({"flow_steps": 3}).num_inference_steps == 3
+    with pytest.raises(ValueError, match="pass 'num_inference_steps' only"):
+        SpeechGenerateParams.model_validate({"text": "hi", "flow_steps": 3, "num_inference_steps": 3})
+    assert "flow_steps" not in SpeechGenerateParams.model_json_schema()["properties"]

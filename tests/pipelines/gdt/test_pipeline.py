@@ -102,7 +102,7 @@ def test_generate_group_job_kind(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     job = GenerateGroupPipeline.load(tmp_path)
     reference = torch.rand(3, 48, 40)  # centre-cropped and resized to 32 px
-    params = GenerateGroupParams(prompts=PROMPTS, reference_index=1, group_size=2, steps=2, seed=5)
+    params = GenerateGroupParams(prompts=PROMPTS, reference_index=1, group_size=2, num_inference_steps=2, seed=5)
     seen = []
     (result,) = job.run([Request({"reference": Image(reference)}, params)], lambda f, m: seen.append(f))
     assert sorted(result) == ["image_000", "image_001", "image_002", "image_003"]
@@ -123,3 +123,15 @@ def test_consistency_measure_counts_the_generated_images(pipe, with_reference):
     result = measure(pipe, judge, case, "colour", 2, with_reference=with_reference, num_inference_steps=2)
     assert result["images"] == 3  # one generated image per group of 2
     assert 0.0 <= result["consistency"] <= 1.0 and 0.0 <= result["adherence"] <= 1.0
+
+
+def test_old_param_names_still_work_for_one_release():
+    from pipelines.gdt.image_generate_group import GenerateGroupParams
+
+    with pytest.warns(DeprecationWarning, match="'steps' is deprecated.*'num_inference_steps'"):
+        params = GenerateGroupParams.model_validate({"prompts": PROMPTS, "steps": 2, "guidance": 1.5})
+    assert (params.num_inference_steps, params.guidance_scale) == (2, 1.5)
+    with pytest.raises(ValueError, match="pass 'num_inference_steps' only"):
+        GenerateGroupParams.model_validate({"prompts": PROMPTS, "steps": 2, "num_inference_steps": 2})
+    schema = GenerateGroupParams.model_json_schema()["properties"]
+    assert {"num_inference_steps", "guidance_scale", "seed"} <= set(schema) and not {"steps", "guidance"} & set(schema)
