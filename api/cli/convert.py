@@ -41,3 +41,20 @@ def convert_xar_command(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=1) from err
     typer.echo(f"saved {written}")
+
+
+@app.command("karl")
+def convert_karl_command(
+    checkpoint: Path = typer.Argument(..., help="official KARL .pth (with ema / model and the pickled args)"),
+    output_dir: Path = typer.Option(..., "-o", "--output-dir", help="model directory to write"),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="convert the EMA weights when the checkpoint has them"),
+) -> None:
+    """Convert an official KARL checkpoint (VQGAN or VAE base, sizes inferred from the shapes)."""
+    from pipelines.karl.convert import convert_checkpoint
+
+    try:
+        written = convert_checkpoint(checkpoint, output_dir, use_ema=ema)
+    except (ValueError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from err
+    typer.echo(f"saved {written}")

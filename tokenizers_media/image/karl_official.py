@@ -202,11 +202,11 @@ class KARLOfficial(PretrainedModel):
         "paper-small-vae": lambda: KARLOfficialConfig(base="vae", codebook_size=0, base_embed_dim=16,
                                                       base_decoder_blocks=3),
         "tiny": lambda: KARLOfficialConfig(image_size=32, patch_size=16, width=64, encoder_depth=2,
-                                           decoder_depth=2, num_heads=4, latent_pool=16, max_tokens=8,
+                                           decoder_depth=2, num_heads=4, latent_pool=16, max_tokens=16,
                                            position_grid=8, codebook_size=64, base_ch=32, base_ch_mult=(1, 1, 1, 1, 2),
                                            base_embed_dim=16, base_codebook_size=32),
         "tiny-vae": lambda: KARLOfficialConfig(base="vae", image_size=32, width=64, encoder_depth=2,
-                                               decoder_depth=2, num_heads=4, latent_pool=16, max_tokens=8,
+                                               decoder_depth=2, num_heads=4, latent_pool=16, max_tokens=16,
                                                position_grid=8, codebook_size=0, base_ch=32,
                                                base_ch_mult=(1, 1, 1, 1, 2), base_embed_dim=4, base_decoder_blocks=3),
     }

@@ -1,0 +1,106 @@
+"""Released KARL checkpoints (github.com/ShivamDuggal4/karl ``.pth``) -> mediaforge model directories.
+
+The official ``save_model`` writes ``{"model", "ema", "epoch", "args", ...}``; the demo loads ``ema``, so EMA is
+preferred. ``args`` is a pickled ``argparse.Namespace``: it is the only class allowed to the unpickler
+(``torch.load`` stays ``weights_only``, so nothing else in the file can run code). Module names of
+``KARLOfficial`` are the official ones; the sizes and the base tokenizer are read from tensor shapes, and the
+weights load strictly. Keys of training-only modules (``gan_losses.*``: LPIPS / discriminator) are dropped by
+name; any other missing, unexpected or mis-shaped key is an error that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from tokenizers_media.image.karl_official import KARLOfficial, KARLOfficialConfig
+
+logger = logging.getLogger(__name__)
+
+TRAINING_ONLY_PREFIXES = ("gan_losses.",)
+HEAD_DIM = 128
+"""Attention heads are not visible in the shapes; karl_small has 8 heads of 128 (width 1024)."""
+
+
+def read_official_checkpoint(path: str | Path, use_ema: bool = True) -> tuple[dict[str, torch.Tensor], object]:
+    """(state dict, args or None) of an official ``.pth``: ``ema`` when present (default), else ``model``."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    order = ["ema", "model"] if use_ema else ["model"]
+    name = next((k for k in order if k in checkpoint), None)
+    if name is None:
+        raise ValueError(f"{path} has none of the entries {order}; it has {sorted(checkpoint)}")
+    if use_ema and name != "ema":
+        logger.warning("%s has no ema; converting the raw (non-EMA) weights", path)
+    state = {k.removeprefix("module."): v for k, v in checkpoint[name].items()
+             if not k.removeprefix("module.").startswith(TRAINING_ONLY_PREFIXES)}
+    return state, checkpoint.get("args")
+
+
+def _count(state: dict[str, torch.Tensor], pattern: str) -> int:
+    return len({m.group(1) for k in state if (m := re.match(pattern, k))})
+
+
+def infer_config(state: dict[str, torch.Tensor], args: object = None) -> KARLOfficialConfig:
+    """The ``KARLOfficialConfig`` whose layout these tensors have (``args.input_size`` gives the image side)."""
+    bases = sorted({m.group(1) for k in state if (m := re.match(r"base_tokenizer\.(\w+)\.", k))})
+    if len(bases) != 1 or bases[0] not in ("vqgan", "vae"):
+        raise ValueError(f"expected base_tokenizer.vqgan.* or base_tokenizer.vae.* keys, found bases {bases}")
+    base = bases[0]
+    official = getattr(args, "base_tokenizer", base)
+    if official != base:
+        raise ValueError(f"args.base_tokenizer is {official!r} but the tensors are those of a {base!r} base")
+    try:
+        b = f"base_tokenizer.{base}."
+        base_ch = state[b + "encoder.conv_in.weight"].shape[0]
+        levels = _count(state, rf"{re.escape(b)}encoder\.down\.(\d+)\.")
+        width = state["latent_tokens"].shape[1]
+        return KARLOfficialConfig(
+            base=base,
+            image_size=int(getattr(args, "input_size", 256)),
+            patch_size=state["patch_embed.weight"].shape[-1],
+            width=width,
+            encoder_depth=_count(state, r"encoder\.transformer\.(\d+)\."),
+            decoder_depth=_count(state, r"decoder\.transformer\.(\d+)\."),
+            num_heads=max(1, width // HEAD_DIM),
+            latent_pool=state["latent_tokens"].shape[0],
+            max_tokens=min(256, state["latent_tokens"].shape[0]),
+            position_grid=state["encoder_positional_embedding"].shape[-1],
+            code_dim=state["pre_quantizer_mlp.weight"].shape[0],
+            codebook_size=state["quantize.embedding.weight"].shape[0] if "quantize.embedding.weight" in state else 0,
+            base_ch=base_ch,
+            base_ch_mult=tuple(state[b + f"encoder.down.{i}.block.0.conv2.weight"].shape[0] // base_ch
+                               for i in range(levels)),
+            base_embed_dim=state[b + "decoder.conv_in.weight"].shape[1],
+            base_codebook_size=state[b + "quantize.embedding.weight"].shape[0] if base == "vqgan" else 1024,
+            base_decoder_blocks=_count(state, rf"{re.escape(b)}decoder\.up\.0\.block\.(\d+)\."),
+        )
+    except KeyError as err:
+        raise ValueError(f"not a KARL state dict: it has no {err.args[0]!r}") from err
+
+
+def convert_state_dict(state: dict[str, torch.Tensor], args: object = None) -> KARLOfficial:
+    """Build a ``KARLOfficial`` for these tensors and load them strictly (errors name every bad key)."""
+    config = infer_config(state, args)
+    with torch.device("meta"):
+        model = KARLOfficial(config)
+    own = {k: v.shape for k, v in model.state_dict().items()}
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    misshaped = sorted(k for k in set(own) & set(state) if state[k].shape != own[k])
+    if missing or unexpected or misshaped:
+        raise ValueError(f"checkpoint does not fit {config}: missing {missing}, unexpected {unexpected}, "
+                         f"wrong shape {misshaped}")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
+    return model.eval()
+
+
+def convert_checkpoint(path: str | Path, output_dir: str | Path, use_ema: bool = True) -> Path:
+    """``mediaforge convert karl``: official ``.pth`` -> ``config.json`` + ``model.safetensors``."""
+    state, args = read_official_checkpoint(path, use_ema)
+    return convert_state_dict(state, args).save_pretrained(output_dir)
