@@ -56,14 +56,27 @@ def get_job_kind(kind: str) -> JobKind:
     return JOB_KINDS[kind]
 
 
-def get_pipeline_class(kind: str, model_class: str) -> type[Pipeline]:
+def pipeline_target(kind: str, model_class: str) -> str:
+    """The ``module:Class`` serving ``kind`` on ``model_class``: what a job record stores and a model host loads."""
     get_job_kind(kind)
     target = PIPELINES.get((kind, model_class))
     if target is None:
         serving = sorted(m for k, m in PIPELINES if k == kind)
         raise InputError(f"job kind {kind!r} cannot run on a {model_class} model; it runs on {serving}")
+    return target
+
+
+def import_pipeline(target: str) -> type[Pipeline]:
+    """The class a ``module:Class`` target names (checked to be a pipeline: targets come from job records)."""
     module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Pipeline)):
+        raise TypeError(f"{target} is not a Pipeline class")
+    return cls
+
+
+def get_pipeline_class(kind: str, model_class: str) -> type[Pipeline]:
+    return import_pipeline(pipeline_target(kind, model_class))
 
 
 def kinds_for_model_class(model_class: str) -> list[str]:

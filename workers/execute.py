@@ -38,6 +38,18 @@ def build_request(pipeline_class: type[Pipeline], files: dict[str, InputFile], p
     return Request(inputs=inputs, params=params)
 
 
+def prepare_request(pipeline: Pipeline, files: dict[str, InputFile], params: Params,
+                    max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> Request:
+    """Decode one job's files and check the request against the loaded model, alone, before any batch runs.
+
+    The one caller of ``check_request`` for served and local jobs: every request a pipeline's ``run`` receives
+    from here has passed it, so a bad file fails only its own job.
+    """
+    request = build_request(type(pipeline), files, params, max_audio_seconds)
+    pipeline.check_request(request)
+    return request
+
+
 def encode_result(result: Result) -> list[OutputFile]:
     return [OutputFile(name, output_file_name(name, media), encode_media(media)) for name, media in result.items()]
 
@@ -49,8 +61,7 @@ def run_spec_locally(spec: JobSpec, outdir: Path, device: str = "cpu",
     job = resolve_job(spec)
     files = {key: InputFile(Path(path).name, _read_input(Path(path))) for key, path in spec.inputs.items()}
     pipeline = job.pipeline_class.load(job.model.path, device=device)
-    request = build_request(job.pipeline_class, files, job.params, max_audio_seconds)
-    pipeline.check_request(request)
+    request = prepare_request(pipeline, files, job.params, max_audio_seconds)
     (result,) = pipeline.run([request], progress=progress)
     outdir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -1,6 +1,7 @@
 """Ray model hosts: one named, detached actor per model (``host:<model>``) that keeps the pipelines warm.
 
-Celery tasks call ``ModelHost.run(job_id, pipeline, input paths, params)``; the host gathers calls that arrive
+Celery tasks call ``ModelHost.run(job_id, pipeline, input paths, params)`` with the pipeline target and params
+the service resolved and validated at submit; the host gathers calls that arrive
 together into one batch (max batch, max wait: Ray Serve's ``@serve.batch`` contract), decodes the inputs from
 the artifact store, runs the pipeline once for the batch, writes the outputs back as artifacts and answers each
 caller with artifact ids. Only paths and small dicts cross Celery and Ray; the tensors stay in the host.
@@ -12,7 +13,6 @@ kills the least recently used idle hosts when the models' estimated memory passe
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 import threading
@@ -25,9 +25,10 @@ from typing import Any
 import ray
 
 from pipelines.base import InputError, JobCancelled, Pipeline, Request
+from pipelines.registry import import_pipeline
 from pipelines.zoo import ModelRef
 from workers.artifacts import ArtifactStore
-from workers.execute import InputFile, build_request, encode_result
+from workers.execute import InputFile, encode_result, prepare_request
 from workers.jobspec import parse_params
 from workers.settings import BatchConfig, Settings
 
@@ -46,19 +47,6 @@ class _Call:
     """Input name -> (artifact path, file name for messages)."""
     params: dict[str, Any]
     future: asyncio.Future = field(repr=False)
-
-
-def pipeline_target(cls: type[Pipeline]) -> str:
-    """``module:Class``: how a worker names the pipeline class the registry chose, for the host to import."""
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def import_pipeline(target: str) -> type[Pipeline]:
-    module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(cls, type) and issubclass(cls, Pipeline)):
-        raise TypeError(f"{target} is not a Pipeline class")
-    return cls
 
 
 def host_name(model: ModelRef) -> str:
@@ -170,10 +158,7 @@ class ModelHost:
 
     def _request(self, pipeline: Pipeline, call: _Call) -> Request:
         files = {name: InputFile(filename, Path(path).read_bytes()) for name, (path, filename) in call.inputs.items()}
-        request = build_request(type(pipeline), files, parse_params(type(pipeline), call.params),
-                                self.max_audio_seconds)
-        pipeline.check_request(request)
-        return request
+        return prepare_request(pipeline, files, parse_params(type(pipeline), call.params), self.max_audio_seconds)
 
     def _run_requests(self, pipeline: Pipeline, batch: list[_Call],
                       requests: list[tuple[int, Request]]) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 ``{"kind": ..., "model": ..., "inputs": {name: path or artifact id}, "params": {...}, "priority": ...}``.
 ``resolve_job`` checks it against the registry and the pipeline's params schema before anything runs, so a bad
-job is refused at the door with a message naming the problem.
+job is refused at the door with a message naming the problem. The service resolves a job once, at submit, and
+stores the answer on the job record (``JobTarget``): the Celery task and the model host run what it names.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipelines.base import InputError, Params, Pipeline
-from pipelines.registry import JobKind, get_job_kind, get_pipeline_class
-from pipelines.zoo import ModelRef, resolve_model
+from pipelines.registry import JobKind, get_job_kind, import_pipeline, pipeline_target
+from pipelines.zoo import ModelRef, find_zoo_model, list_models, resolve_model
+from workers.store import JobTarget
 
 Priority = Literal["interactive", "batch"]
 
@@ -37,7 +39,14 @@ class ResolvedJob:
     job_kind: JobKind
     model: ModelRef
     pipeline_class: type[Pipeline]
+    pipeline: str
+    """The registry's ``module:Class`` target for ``pipeline_class``."""
     params: Params
+
+    @property
+    def target(self) -> JobTarget:
+        return JobTarget(model_name=self.model.name, model_dir=str(self.model.path),
+                         model_class=self.model.model_class, pipeline=self.pipeline)
 
 
 def format_validation_error(err: ValidationError) -> str:
@@ -56,13 +65,24 @@ def parse_params(pipeline_class: type[Pipeline], params: dict[str, Any]) -> Para
         raise InputError(f"invalid params for {pipeline_class.kind}: {format_validation_error(err)}") from err
 
 
-def resolve_job(spec: JobSpec) -> ResolvedJob:
+def resolve_job(spec: JobSpec, *, zoo_only: bool = False) -> ResolvedJob:
     """Registry + zoo + params schema checks; raises ``InputError`` naming the first problem."""
     job_kind = get_job_kind(spec.kind)
-    model = resolve_model(spec.model)
-    pipeline_class = get_pipeline_class(spec.kind, model.model_class)
+    model = _resolve_model(spec.model, zoo_only)
+    pipeline = pipeline_target(spec.kind, model.model_class)
+    pipeline_class = import_pipeline(pipeline)
     params = parse_params(pipeline_class, spec.params)
     expected, given = set(pipeline_class.inputs), set(spec.inputs)
     if expected != given:
         raise InputError(f"{spec.kind} takes inputs {sorted(expected)}; got {sorted(given)}")
-    return ResolvedJob(spec, job_kind, model, pipeline_class, params)
+    return ResolvedJob(spec, job_kind, model, pipeline_class, pipeline, params)
+
+
+def _resolve_model(ref: str, zoo_only: bool) -> ModelRef:
+    """A zoo name (only that with ``zoo_only``, as the REST service runs) or, else, also a local model directory."""
+    if not zoo_only:
+        return resolve_model(ref)
+    model = find_zoo_model(ref)
+    if model is None:
+        raise InputError(f"unknown model {ref!r}; the service runs zoo models: {sorted(m.name for m in list_models())}")
+    return model

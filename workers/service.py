@@ -2,7 +2,8 @@
 
 It validates a job against the registry, the zoo, the params schema and the input artifacts (their media type
 must be what the pipeline reads) before anything is stored, applies the queue-depth cap, writes the record
-and sends ``run_job(job_id)`` to the kind's queue with the job's priority.
+with what the job was resolved to (model directory and class, pipeline target: nobody downstream resolves it
+again) and sends ``run_job(job_id)`` to the kind's queue with the job's priority.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 from kombu.exceptions import OperationalError
 
 from pipelines.base import InputError
-from pipelines.zoo import find_zoo_model, list_models
 from workers.artifacts import Artifact, ArtifactNotFound, ArtifactStore
 from workers.celery_app import configure_celery, enqueue
 from workers.jobspec import JobSpec, resolve_job
@@ -55,10 +55,7 @@ class JobService:
     def submit(self, spec: JobSpec, *, owner: str = "anonymous", idempotency_key: str | None = None,
                zoo_only: bool = True) -> tuple[JobRecord, bool]:
         """Validate and queue one job; returns (job, created). A repeated idempotency key returns the first job."""
-        if zoo_only and find_zoo_model(spec.model) is None:
-            raise InputError(f"unknown model {spec.model!r}; the service runs zoo models: "
-                             f"{sorted(m.name for m in list_models())}")
-        resolved = resolve_job(spec)
+        resolved = resolve_job(spec, zoo_only=zoo_only)
         for name, artifact_id in spec.inputs.items():
             self._check_input(name, artifact_id, resolved.pipeline_class.inputs[name], spec.kind)
         queued = sum(self.store.queued_count().values())
@@ -67,7 +64,8 @@ class JobService:
                             self.settings.queue_full_retry_after_s)
         job, created = self.store.create(kind=spec.kind, model=spec.model, family=resolved.job_kind.family,
                                          params=resolved.params.model_dump(mode="json"), inputs=spec.inputs,
-                                         priority=spec.priority, owner=owner, idempotency_key=idempotency_key)
+                                         priority=spec.priority, target=resolved.target, owner=owner,
+                                         idempotency_key=idempotency_key)
         if created:
             try:
                 enqueue(job.id, job.family, job.priority)

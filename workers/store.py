@@ -38,6 +38,17 @@ class JobError(BaseModel):
     message: str
 
 
+class JobTarget(BaseModel):
+    """What a job runs on, resolved once at submit: the worker and the model host use it and resolve nothing."""
+
+    model_name: str
+    """The model host's name (``host:<model_name>``): the zoo name, or a local model directory's own name."""
+    model_dir: str
+    model_class: str
+    pipeline: str
+    """The registry's ``module:Class`` target serving this kind on this model class."""
+
+
 class JobRecord(BaseModel):
     """What the store keeps for a job (DESIGN.md "The job")."""
 
@@ -61,13 +72,15 @@ class JobRecord(BaseModel):
     cancel_requested: bool = False
     owner: str = "anonymous"
     spec_hash: str = ""
+    target: JobTarget | None = None
+    """None only on records written before jobs were resolved at submit."""
 
     @property
     def finished(self) -> bool:
         return self.state in TERMINAL
 
 
-_JSON_FIELDS = {"params", "inputs", "outputs", "error"}
+_JSON_FIELDS = {"params", "inputs", "outputs", "error", "target"}
 
 
 def _encode(record: JobRecord) -> dict[str, str]:
@@ -210,12 +223,13 @@ class JobStore:
 
     # -- create / read ------------------------------------------------------------------------------------
     def create(self, *, kind: str, model: str, family: str, params: dict[str, Any], inputs: dict[str, str],
-               priority: str, owner: str = "anonymous", idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
+               priority: str, target: JobTarget, owner: str = "anonymous",
+               idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
         """A new queued job, or (with a key already used by this owner) the existing one. Returns (job, created)."""
         body = {"kind": kind, "model": model, "params": params, "inputs": inputs, "priority": priority}
         record = JobRecord(id=uuid.uuid4().hex, kind=kind, model=model, family=family, params=params,
                            inputs=inputs, priority=priority, owner=owner, idempotency_key=idempotency_key,
-                           created_at=time.time(), spec_hash=spec_hash(body))
+                           created_at=time.time(), spec_hash=spec_hash(body), target=target)
         if idempotency_key is not None:
             idem = self._k("idem", owner, hashlib.sha256(idempotency_key.encode()).hexdigest()[:32])
             if not self.redis.set(idem, record.id, nx=True, ex=self.idempotency_ttl_s):

@@ -1,5 +1,7 @@
 """``run_job(job_id)``: the one Celery task. A thin shell: load the job, lease it, call its model host, store.
 
+It runs what the job record's ``target`` names (resolved once, at submit): no registry, zoo or params lookups.
+
 Idempotent by construction: a finished job is skipped; a lease (a Redis key renewed while the job runs) keeps a
 second delivery of a running job from running it twice at once; the terminal transition is one atomic check, so
 a job finishes once, and its outputs are content-addressed, so a re-run after a lost worker writes the same ids.
@@ -12,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -22,10 +25,10 @@ from pipelines.base import InputError
 from pipelines.zoo import ModelRef
 from workers.artifacts import ArtifactNotFound, ArtifactStore
 from workers.celery_app import app
-from workers.hosts import HostPool, init_ray, pipeline_target
+from workers.hosts import HostPool, init_ray
 from workers.jobspec import JobSpec, resolve_job
 from workers.settings import Settings, get_settings
-from workers.store import JobError, JobRecord, JobStore
+from workers.store import JobError, JobRecord, JobStore, JobTarget
 
 logger = get_task_logger(__name__)
 
@@ -119,16 +122,22 @@ def _wait_for_lease(ctx: WorkerContext, job_id: str, holder: str) -> bool:
 
 def _execute(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
     try:
-        resolved = resolve_job(JobSpec(kind=job.kind, model=job.model, inputs=job.inputs, params=job.params))
+        target = job.target or _resolve_legacy(job)
         inputs = {name: (str(ctx.artifacts.path(aid)), ctx.artifacts.get(aid).filename)
                   for name, aid in job.inputs.items()}
     except (InputError, ArtifactNotFound) as err:
         return {"status": "failed", "error": {"type": type(err).__name__, "message": str(err)}}
+    model = ModelRef(target.model_name, Path(target.model_dir), target.model_class)
     try:
-        return _call_host(ctx, job, resolved.model, pipeline_target(resolved.pipeline_class), inputs, holder)
+        return _call_host(ctx, job, model, target.pipeline, inputs, holder)
     except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-        ctx.hosts.forget(resolved.model)
+        ctx.hosts.forget(model)
         raise
+
+
+def _resolve_legacy(job: JobRecord) -> JobTarget:
+    """A record queued before jobs were resolved at submit carries no target: resolve it here, this once."""
+    return resolve_job(JobSpec(kind=job.kind, model=job.model, inputs=job.inputs, params=job.params)).target
 
 
 def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: str,

