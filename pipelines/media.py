@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -37,12 +36,3 @@ class Text:
 
 
 Media = Audio | Image | Tokens | Text
-
-MEDIA_TYPES: dict[str, type] = {"audio": Audio, "image": Image, "tokens": Tokens, "text": Text}
-
-
-def media_type_name(value: Any) -> str:
-    for name, cls in MEDIA_TYPES.items():
-        if isinstance(value, cls):
-            return name
-    raise TypeError(f"{type(value).__name__} is not a media value; expected one of {sorted(MEDIA_TYPES)}")
