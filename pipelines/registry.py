@@ -42,6 +42,9 @@ PIPELINES: dict[tuple[str, str], str] = {
     ("image.detokenize", "TexTok"): "pipelines.textok.image_detokenize:TexTokImageDetokenizePipeline",
     ("image.tokenize", "KARL"): "pipelines.karl.image_tokenize:KARLImageTokenizePipeline",
     ("image.detokenize", "KARL"): "pipelines.karl.image_detokenize:KARLImageDetokenizePipeline",
+    ("image.tokenize", "KARLOfficial"): "pipelines.karl.official_image_tokenize:KARLOfficialImageTokenizePipeline",
+    ("image.detokenize", "KARLOfficial"):
+        "pipelines.karl.official_image_detokenize:KARLOfficialImageDetokenizePipeline",
     ("image.generate", "StableDiffusionPipeline"): "pipelines.sd.image_generate:GenerateSDPipeline",
     ("image.generate", "XAR"): "pipelines.xar.image_generate:GenerateXARPipeline",
     ("image.generate_group", "GroupDiffusionPipeline"): "pipelines.gdt.image_generate_group:GenerateGroupPipeline",
