@@ -1,21 +1,25 @@
 """The adversarial half both audio trainers share (WavTokenizer, mel vocoder; Vocos/WavTokenizer recipe).
 
 A generator against a multi-period and a multi-resolution discriminator: hinge loss for the discriminators, hinge +
-feature matching for the generator (MRD terms weighted by ``mrd_coeff``), AdamW with a cosine schedule on both
-sides (the discriminators' schedule spans only the steps after ``mel_only_steps``), and one resumable state.
+feature matching for the generator (MRD terms weighted by ``mrd_coeff``), AdamW with the warm-up + cosine
+schedule on both sides (the discriminators' schedule spans only the steps after ``mel_only_steps``), and one resumable
+state.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from pipelines.data.crops import CropSampler
-from pipelines.training.common import STATE_NAME, JsonTrainConfig, cosine_schedule
+from pipelines.training.checkpoint import Checkpoint
+from pipelines.training.progress import TrainProgress
+from pipelines.training.run_dir import RunDir
+from pipelines.training.schedule import warmup_cosine
 from tokenizers_media.audio.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
 from tokenizers_media.audio.losses import (
     MelLoss,
@@ -24,9 +28,11 @@ from tokenizers_media.audio.losses import (
     hinge_generator_loss,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
-class GanTrainConfig(JsonTrainConfig):
+class GanTrainConfig:
     """The knobs every GAN audio run has (saved as ``train_config.json``); trainers subclass it, add their own
     fields and override defaults by redeclaring them."""
 
@@ -72,8 +78,10 @@ class GanTrainer:
     A subclass writes ``build_model`` and ``train_step`` from the helpers below.
     """
 
-    PARTS = ("model", "mpd", "mrd", "opt_g", "opt_d", "sched_g", "sched_d", "sampler")
-    """What a checkpoint holds besides the step and the torch RNG state."""
+    NAME = "gan"
+    """The progress bar's label."""
+    EXTRA_PARTS = ("mpd", "mrd", "opt_d", "sched_d", "sampler")
+    """What a checkpoint holds besides the generator, its optimizer and schedule (and the torch RNG state)."""
 
     def __init__(self, config: GanTrainConfig, sampler: CropSampler) -> None:
         self.config, self.sampler = config, sampler
@@ -86,9 +94,9 @@ class GanTrainer:
                                        weight_decay=config.weight_decay)
         self.opt_d = torch.optim.AdamW(self._disc_params(), config.disc_lr, config.betas,
                                        weight_decay=config.weight_decay)
-        self.sched_g = cosine_schedule(self.opt_g, config.steps, config.warmup_steps, config.min_lr_ratio)
+        self.sched_g = warmup_cosine(self.opt_g, config.steps, config.warmup_steps, config.min_lr_ratio)
         gan_steps = max(1, config.steps - config.mel_only_steps)
-        self.sched_d = cosine_schedule(self.opt_d, gan_steps, config.warmup_steps, config.min_lr_ratio)
+        self.sched_d = warmup_cosine(self.opt_d, gan_steps, config.warmup_steps, config.min_lr_ratio)
         self.step = 0
 
     def build_model(self) -> Any:
@@ -137,18 +145,38 @@ class GanTrainer:
         self.sched_g.step()
         self.step += 1
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "torch_rng": torch.get_rng_state(),
-                **{name: getattr(self, name).state_dict() for name in self.PARTS}}
+    def save_checkpoint(self, run: RunDir) -> None:
+        run.save(self.step, self.model.state_dict(), self.opt_g.state_dict(), self.sched_g.state_dict(),
+                 torch_rng=torch.get_rng_state(),
+                 **{name: getattr(self, name).state_dict() for name in self.EXTRA_PARTS})
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
-        for name in self.PARTS:
-            getattr(self, name).load_state_dict(state[name])
+    def load_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.step = checkpoint.step
+        self.model.load_state_dict(checkpoint.model)
+        self.opt_g.load_state_dict(checkpoint.optimizer)
+        self.sched_g.load_state_dict(checkpoint.scheduler)
+        torch.set_rng_state(checkpoint.extra["torch_rng"])
+        for name in self.EXTRA_PARTS:
+            getattr(self, name).load_state_dict(checkpoint.extra[name])
 
-    def save_checkpoint(self, output_dir: Path, **extra: float) -> None:
-        """``train_state.pt`` with ``extra`` entries (e.g. the wall time so far) next to the state."""
-        tmp = output_dir / f"{STATE_NAME}.tmp"
-        torch.save({**self.state_dict(), **extra}, tmp)
-        tmp.replace(output_dir / STATE_NAME)  # atomic: a killed run never leaves a half-written checkpoint
+    def after_step(self, run: RunDir) -> None:
+        """Called after each step and its checkpoint (snapshots, say); nothing by default."""
+
+    def fit(self, run: RunDir, progress: bool, stop_at: int | None = None) -> None:
+        """Train up to ``config.steps`` (or ``stop_at``: a session ending early, the schedule still that of the
+        whole run), checkpointing every ``checkpoint_every`` steps and at the session's end."""
+        cfg = self.config
+        end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        with TrainProgress(self.NAME, cfg.steps, self.step, progress) as bar:
+            while self.step < end:
+                logs = self.train_step()
+                bar.update(self.step, logs)
+                if self.step % cfg.log_every == 0:
+                    logger.info("step %d %s (%.0f s)", self.step, logs, run.elapsed_s)
+                if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                    self.save_checkpoint(run)
+                self.after_step(run)
+
+    def train_step(self) -> dict[str, float]:
+        """One update; returns the step's losses by name."""
+        raise NotImplementedError

@@ -2,7 +2,7 @@
 
 Generator loss = mel_coeff x mel L1 (:class:`MelLoss`, 100-bin, 45 as in Vocos) + hinge-GAN(MPD) +
 mrd_coeff x hinge-GAN(MRD) + FM(MPD) + mrd_coeff x FM(MRD); discriminator loss = hinge(MPD) + mrd_coeff x
-hinge(MRD). AdamW (betas 0.8/0.9) with :func:`cosine_schedule` for both. The vocoder input is the log-mel of the
+hinge(MRD). AdamW (betas 0.8/0.9) with the warm-up + cosine schedule for both. The vocoder input is the log-mel of the
 crop itself (:class:`LogMel`), so the target is the crop.
 
 CPU-budget departures (options): ``mel_only_steps`` first trains on the mel loss alone (Vocos has no such phase),
@@ -10,7 +10,7 @@ and the discriminators are narrower than the official ones (``mpd_width``, ``mrd
 
 Data: espeak-ng speech (``pipelines/data/speech.py``), the codec corpus's 10 training voices plus Flow-Omni's
 answer voice (``en-us``, speed 165, pitch 50) speaking the dialogue sentences it will answer with; random 1 s crops
-with the official gain augmentation (:class:`CropSampler`). The output directory holds ``train_state.pt``
+with the official gain augmentation (:class:`CropSampler`). The output directory holds ``checkpoint.pt``
 (resumable), the final model (``save_pretrained``) and a ``README.md`` model card with the held-out table of
 :mod:`pipelines.vocoder.evaluate` (vocoder vs Griffin-Lim).
 """
@@ -18,7 +18,6 @@ with the official gain augmentation (:class:`CropSampler`). The output directory
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,8 @@ import torch
 from pipelines.data.crops import CropSampler
 from pipelines.data.dialogue import ANSWER_PITCH, ANSWER_SPEED, ANSWER_VOICE, all_sentences
 from pipelines.data.speech import build_corpus, synthesize
-from pipelines.training.common import STATE_NAME, open_run_dir, progress_bar
 from pipelines.training.gan import GanTrainConfig, GanTrainer
+from pipelines.training.run_dir import RunDir
 from tokenizers_media.speech.mel import LogMel
 from tokenizers_media.speech.vocoder import MelVocoder
 
@@ -69,6 +68,7 @@ class VocoderTrainer(GanTrainer):
     """The vocoder, the two discriminators, their optimizers and schedules; ``train_step`` runs one step."""
 
     config: VocoderTrainConfig
+    NAME = "vocoder"
 
     def __init__(self, config: VocoderTrainConfig, sampler: CropSampler) -> None:
         super().__init__(config, sampler)
@@ -111,39 +111,24 @@ def train_vocoder(config: VocoderTrainConfig, output_dir: str | Path, resume: bo
 
     ``evaluate_clips`` held-out sentences per voice set go into the card's table (0: no evaluation, no card).
     """
-    output_dir = Path(output_dir)
-    config = open_run_dir(output_dir, config, resume, extendable=("steps", "mel_only_steps"))
-
+    run, config = RunDir.open(output_dir, config, resume, extendable=("steps", "mel_only_steps"))
     clips = training_clips(config, cache_dir)
     logger.info("training clips: %d, %.0f s", len(clips), sum(len(c) for c in clips) / 24_000)
     sampler = CropSampler(clips, round(config.crop_seconds * 24_000), seed=config.seed)
     trainer = VocoderTrainer(config, sampler)
-    wall = 0.0
     if resume:
-        state = torch.load(output_dir / STATE_NAME, weights_only=False)
-        wall = float(state.pop("wall_s", 0.0))
-        trainer.load_state_dict(state)
+        trainer.load_checkpoint(run.load())
         logger.info("resumed from step %d", trainer.step)
-
-    start = time.monotonic()
-    with progress_bar("vocoder", progress) as bar:
-        task = bar.add_task("train", total=config.steps, completed=trainer.step, losses="")
-        while trainer.step < config.steps:
-            logs = trainer.train_step()
-            bar.update(task, completed=trainer.step, losses=" ".join(f"{k} {v:.3g}" for k, v in logs.items()))
-            if trainer.step % config.log_every == 0:
-                logger.info("step %d %s (%.0f s)", trainer.step, logs, time.monotonic() - start)
-            if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
-                trainer.save_checkpoint(output_dir, wall_s=wall + time.monotonic() - start)
-    wall += time.monotonic() - start
+    trainer.fit(run, progress)
+    elapsed_s = run.elapsed_s
     trainer.model.eval()
-    trainer.model.save_pretrained(output_dir)
+    trainer.model.save_pretrained(run.path)
     if evaluate_clips:
-        write_model_card(output_dir, trainer.model, config, wall, evaluate_clips, command)
-    return output_dir
+        write_model_card(run.path, trainer.model, config, elapsed_s, evaluate_clips, command)
+    return run.path
 
 
-def write_model_card(output_dir: Path, model: MelVocoder, config: VocoderTrainConfig, wall_s: float,
+def write_model_card(output_dir: Path, model: MelVocoder, config: VocoderTrainConfig, elapsed_s: float,
                      clips_per_voice: int, command: str, name: str = "") -> None:
     """README.md: command, data, steps, wall time and the held-out vocoder-vs-Griffin-Lim table."""
     from pipelines.vocoder.evaluate import compare_with_griffin_lim, format_table
@@ -173,7 +158,7 @@ preset `{config.preset}`, {params / 1e6:.2f} M parameters.
 - **Steps:** {config.steps} generator steps{start}, batch {config.batch_size} x {config.crop_seconds:g} s crops;
   AdamW lr {config.lr:g} (discriminators {config.disc_lr:g}), betas {config.betas}, cosine decay.
 - **Losses:** {config.mel_coeff:g} x mel L1 (100-bin){extra}; {gan}.
-- **Wall time:** {wall_s:.0f} s ({wall_s / 60:.1f} min) on 1 torch thread.
+- **Wall time:** {elapsed_s:.0f} s ({elapsed_s / 60:.1f} min) on 1 torch thread.
 - **Data:** espeak-ng speech, nothing downloaded: {config.train_utterances} template sentences in the 10 codec
   training voices (random speed 130-190, pitch 25-75) + {config.answer_utterances} dialogue sentences in
   Flow-Omni's answer voice (`en-us`, speed 165, pitch 50); random {config.crop_seconds:g} s crops, gain

@@ -18,8 +18,8 @@ Departures from the official recipe, for a CPU budget:
   ~0.9x the mean usage, as in the official run. Unscaled, a CPU batch (600 frames) would expire every code at
   every step (spec §4, "dead-code threshold vs batch size").
 
-The output directory holds ``train_state.pt`` (model, discriminators, optimizers, schedulers, step, data and
-torch RNG state) written every ``checkpoint_every`` steps, snapshots ``snapshots/step-N/`` (a loadable model
+The output directory holds the harness's ``checkpoint.pt`` (model, discriminators, optimizers, schedulers, step,
+data and torch RNG state) written every ``checkpoint_every`` steps, snapshots ``snapshots/step-N/`` (a loadable model
 directory each), and at the end the final model via ``save_pretrained(output_dir)``.
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +35,8 @@ from torch import nn
 
 from pipelines.data.crops import CropSampler
 from pipelines.data.speech import build_corpus
-from pipelines.training.common import STATE_NAME, open_run_dir, progress_bar
 from pipelines.training.gan import GanTrainConfig, GanTrainer
+from pipelines.training.run_dir import RunDir
 from tokenizers_media.audio.wavtokenizer import WavTokenizer
 from tokenizers_media.nn.conv import WeightNormConv1d
 
@@ -96,6 +95,7 @@ class WavTokenizerTrainer(GanTrainer):
     """Holds the model, the discriminators, their optimizers and schedulers, and runs steps."""
 
     config: TrainConfig
+    NAME = "wavtokenizer"
 
     def build_model(self) -> WavTokenizer:
         """The preset with the overrides, the batch-scaled dead-code threshold and the chosen encoder init."""
@@ -141,40 +141,30 @@ class WavTokenizerTrainer(GanTrainer):
         logs.update(gen=loss_g.item(), mel=mel.item(), commit=commit.item())
         return logs
 
+    def after_step(self, run: RunDir) -> None:
+        """A loadable model directory ``snapshots/step-N`` every ``snapshot_every`` steps."""
+        if self.step % self.config.snapshot_every == 0:
+            self.model.save_pretrained(run.path / "snapshots" / f"step-{self.step}")
+
 
 def train_wavtokenizer(config: TrainConfig, output_dir: str | Path, resume: bool = False, progress: bool = True,
                        cache_dir: str | Path | None = None, stop_at: int | None = None) -> Path:
     """Train (or, with ``resume``, continue) a WavTokenizer; returns ``output_dir`` holding the final model.
 
-    ``resume`` continues from ``output_dir/train_state.pt`` with the config saved there; without it an existing
-    checkpoint is an error, so a run is never overwritten by accident. ``stop_at`` ends this session after that
+    ``resume`` continues the run in ``output_dir`` with the config saved there (``steps`` and ``mel_only_steps``
+    from this call); without it ``output_dir`` must be new or empty. ``stop_at`` ends this session after that
     many steps (checkpoint and current model saved), leaving the schedule of the full run intact for a resume.
     """
-    output_dir = Path(output_dir)
-    config = open_run_dir(output_dir, config, resume, extendable=("steps", "mel_only_steps"))
-
+    run, config = RunDir.open(output_dir, config, resume, extendable=("steps", "mel_only_steps"))
     corpus = build_corpus("train", config.train_utterances, seed=config.seed, cache_dir=cache_dir)
     logger.info("training corpus: %d utterances, %.0f s", len(corpus), corpus.seconds)
     sampler = CropSampler(corpus.clips, round(config.crop_seconds * corpus.sample_rate), config.tone_prob,
                           seed=config.seed, sample_rate=corpus.sample_rate)
     trainer = WavTokenizerTrainer(config, sampler)
     if resume:
-        trainer.load_state_dict(torch.load(output_dir / STATE_NAME, weights_only=False))
+        trainer.load_checkpoint(run.load())
         logger.info("resumed from step %d", trainer.step)
-
-    start = time.monotonic()
-    with progress_bar("wavtokenizer", progress) as bar:
-        task = bar.add_task("train", total=config.steps, completed=trainer.step, losses="")
-        end = config.steps if stop_at is None else min(stop_at, config.steps)
-        while trainer.step < end:
-            logs = trainer.train_step()
-            bar.update(task, completed=trainer.step, losses=" ".join(f"{k} {v:.3g}" for k, v in logs.items()))
-            if trainer.step % config.log_every == 0:
-                logger.info("step %d %s (%.0f s)", trainer.step, logs, time.monotonic() - start)
-            if trainer.step % config.checkpoint_every == 0 or trainer.step == end:
-                trainer.save_checkpoint(output_dir)
-            if trainer.step % config.snapshot_every == 0:
-                trainer.model.save_pretrained(output_dir / "snapshots" / f"step-{trainer.step}")
+    trainer.fit(run, progress, stop_at)
     trainer.model.eval()
-    trainer.model.save_pretrained(output_dir)
-    return output_dir
+    trainer.model.save_pretrained(run.path)
+    return run.path

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pipelines.data.crops import CropSampler
-from pipelines.training.common import STATE_NAME, cosine_schedule, open_run_dir
+from pipelines.training.checkpoint import Checkpoint
+from pipelines.training.run_dir import CHECKPOINT_NAME, RunDir
 from pipelines.wavtokenizer.train import TrainConfig, WavTokenizerTrainer, train_wavtokenizer
 from tokenizers_media.audio.wavtokenizer import WavTokenizer
 
@@ -26,19 +27,6 @@ def _config(**changes) -> TrainConfig:
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("speech-cache")
-
-
-def test_cosine_schedule_warmup_and_decay() -> None:
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = cosine_schedule(opt, total_steps=10, warmup_steps=2, min_ratio=0.1)
-    lrs = []
-    for _ in range(10):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert lrs[0] == pytest.approx(0.5) and lrs[2] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False))
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
 
 
 def test_mel_loss_drops_on_a_fixed_batch() -> None:
@@ -65,11 +53,11 @@ def test_resume_continues_exactly(tmp_path, cache_dir) -> None:
     straight = train_wavtokenizer(_config(), tmp_path / "straight", progress=False, cache_dir=cache_dir)
     split = tmp_path / "split"
     train_wavtokenizer(_config(), split, progress=False, cache_dir=cache_dir, stop_at=4)
-    assert torch.load(split / STATE_NAME, weights_only=False)["step"] == 4
+    assert Checkpoint.load(split / CHECKPOINT_NAME).step == 4
     with pytest.raises(FileExistsError):
         train_wavtokenizer(_config(), split, progress=False, cache_dir=cache_dir)
     train_wavtokenizer(_config(), split, resume=True, progress=False, cache_dir=cache_dir)
-    assert torch.load(split / STATE_NAME, weights_only=False)["step"] == 6
+    assert Checkpoint.load(split / CHECKPOINT_NAME).step == 6
     a, b = WavTokenizer.from_pretrained(straight), WavTokenizer.from_pretrained(split)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y, msg=name)
@@ -91,8 +79,8 @@ def test_quantizer_warmup_defers_codebook_init() -> None:
 
 def test_resume_extends_the_budget_and_the_mel_only_phase_but_keeps_the_recipe(tmp_path) -> None:
     run = tmp_path / "run"
-    open_run_dir(run, _config(), resume=False)
-    (run / STATE_NAME).write_bytes(b"")  # a run exists
-    resumed = open_run_dir(run, _config(steps=20, mel_only_steps=12, lr=1.0), resume=True,
-                           extendable=("steps", "mel_only_steps"))
+    RunDir.open(run, _config(), resume=False)
+    (run / CHECKPOINT_NAME).write_bytes(b"")  # a run exists
+    _, resumed = RunDir.open(run, _config(steps=20, mel_only_steps=12, lr=1.0), resume=True,
+                             extendable=("steps", "mel_only_steps"))
     assert (resumed.steps, resumed.mel_only_steps, resumed.lr) == (20, 12, _config().lr)
