@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,11 +20,11 @@ from pipelines.flow_omni.codec import CodecBridge, codec_bridge
 from pipelines.flow_omni.data import DialogueCorpus, TrainingItem, build_dialogue_corpus, make_item, mel_statistics
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.flow_omni.streams import TASKS, collate
-from pipelines.training.common import cosine_schedule, progress_bar
+from pipelines.training.progress import TrainProgress
+from pipelines.training.run_dir import RunDir
+from pipelines.training.schedule import warmup_cosine
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -86,10 +85,11 @@ def attach_codes(corpus: DialogueCorpus, codec: CodecBridge) -> None:
 
 
 def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_progress: bool = True,
-                    stop_at: int | None = None, cache_dir: str | Path | None = None) -> FlowOmni:
-    """Train (resuming ``output_dir/checkpoint.pt`` if present) and save the model to ``output_dir``."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+                    stop_at: int | None = None, cache_dir: str | Path | None = None,
+                    resume: bool = False) -> FlowOmni:
+    """Train (with ``resume``, continue the run in ``output_dir``) and save the model to ``output_dir``."""
+    run, config = RunDir.open(output_dir, config, resume)
+    out = run.path
     torch.manual_seed(config.seed)
     model = FlowOmni.from_preset(config.preset, output=config.output)
     corpus = build_dialogue_corpus("train", config.num_statements, config.num_dialogues, config.seed, cache_dir,
@@ -98,23 +98,20 @@ def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_pr
     if config.output == "codes":
         attach_codes(corpus, codec_bridge(config.codec, model.config.mel_spec))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = cosine_schedule(optimizer, config.steps, config.warmup_steps, min_ratio=0.05)
-    step, log, wall = 0, [], 0.0
-    checkpoint = out / CHECKPOINT
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        step, log, wall = saved["step"], saved["log"], saved["wall"]
-        logger.info("resumed %s at step %d", checkpoint, step)
+    schedule = warmup_cosine(optimizer, config.steps, config.warmup_steps, min_ratio=0.05)
+    step, log = 0, []
+    if resume:
+        saved = run.load()
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.optimizer)
+        schedule.load_state_dict(saved.scheduler)
+        step, log = saved.step, saved.extra["log"]
+        logger.info("resumed %s at step %d", out, step)
     sampler = ItemSampler(corpus, model, config.task_weights, config.seed + step)
     last = min(config.steps, stop_at or config.steps)
     model.train()
-    with progress_bar("flow-omni", show_progress) as bar:
-        task = bar.add_task("train", total=config.steps, completed=step, losses="")
+    with TrainProgress("flow-omni", config.steps, step, show_progress) as bar:
         while step < last:
-            start = time.perf_counter()
             losses = training_loss(model, [sampler.draw() for _ in range(config.batch_size)])
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -122,17 +119,15 @@ def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_pr
             optimizer.step()
             schedule.step()
             step += 1
-            wall += time.perf_counter() - start
             values = {k: round(float(v.detach()), 4) for k, v in losses.items()}
             if step % config.log_every == 0 or step == last:
-                log.append({"step": step, "wall": round(wall, 1), **values})
+                log.append({"step": step, "elapsed_s": round(run.elapsed_s, 1), **values})
                 logger.info("step %d %s", step, values)
-            bar.update(task, completed=step, losses=" ".join(f"{k}={v:.3f}" for k, v in values.items()))
+            bar.update(step, values)
             if step % config.checkpoint_every == 0 or step == last:
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "schedule": schedule.state_dict(), "step": step, "log": log, "wall": wall}, checkpoint)
+                run.save(step, model.state_dict(), optimizer.state_dict(), schedule.state_dict(), log=log)
     model.eval()
     model.save_pretrained(out, dtype=getattr(torch, config.save_dtype))
-    (out / "train_log.json").write_text(json.dumps({"config": asdict(config), "steps": step, "wall_seconds": wall,
+    (out / "train_log.json").write_text(json.dumps({"config": asdict(config), "steps": step, "elapsed_s": run.elapsed_s,
                                                     "log": log}, indent=1) + "\n")
     return model
