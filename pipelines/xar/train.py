@@ -9,14 +9,13 @@ picked; entities before k are clean (t = 0), entity k is noised, later ones are 
 k through the mask); the loss covers entity k only. Same pass, same batch: the comparison is at equal steps.
 
 Class labels are replaced by the null class with probability ``class_dropout`` (for guidance). The EMA of the
-weights is what gets saved. Training resumes from ``out/checkpoint.pt`` (possibly with more ``steps``).
+weights is what gets saved. ``resume`` continues the run in ``out`` (possibly with more ``steps``).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,11 +23,13 @@ import torch
 from diffusers import AutoencoderKL
 
 from pipelines.data.shapes import NUM_CLASSES, ShapesWorld, class_name
+from pipelines.training.progress import TrainProgress
+from pipelines.training.run_dir import RunDir
+from pipelines.training.schedule import warmup_cosine
 from pipelines.xar.model import XAR
 from pipelines.xar.vae import class_batch
 
 logger = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
 LATENTS = "latents.pt"
 
 
@@ -108,11 +109,11 @@ class LatentDataset:
         return (self.mean[idx] + self.std[idx] * noise) * scaling_factor, self.labels[idx]
 
 
-def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: bool = True) -> dict[str, float]:
-    """Train (or resume) and save the EMA model to ``out`` with the VAE copied to ``out/vae``."""
-    from rich.progress import Progress
-
-    out.mkdir(parents=True, exist_ok=True)
+def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: bool = True,
+              resume: bool = False) -> dict[str, float]:
+    """Train (with ``resume``, continue the run in ``out``) and save the EMA model to ``out``, the VAE to
+    ``out/vae``. The rate warms up linearly and then stays flat (xAR's recipe: ``min_ratio=1``)."""
+    run, config = RunDir.open(out, config, resume)
     torch.manual_seed(config.seed)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
     names = tuple(class_name(i) for i in range(NUM_CLASSES))
@@ -120,57 +121,52 @@ def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: b
                             num_classes=NUM_CLASSES, class_names=names)
     ema = copy.deepcopy(model).requires_grad_(False)
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    step, wall = 0, 0.0
-    if (out / CHECKPOINT).is_file():
-        state = torch.load(out / CHECKPOINT, weights_only=True)
-        before, now = ({k: v for k, v in c.items() if k != "steps"} for c in (state["config"], asdict(config)))
-        if before != now:  # only the step budget may change on resume
-            raise ValueError(f"{out / CHECKPOINT} was made with {state['config']}, not {asdict(config)}")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optim.load_state_dict(state["optim"])
-        step, wall = state["step"], state["wall_s"]
+    sched = warmup_cosine(optim, config.steps, config.warmup_steps, min_ratio=1.0)
+    step = 0
+    if resume:
+        state = run.load()
+        model.load_state_dict(state.model)
+        ema.load_state_dict(state.extra["ema"])
+        optim.load_state_dict(state.optimizer)
+        sched.load_state_dict(state.scheduler)
+        step = state.step
         logger.info("resumed at step %d", step)
-    if (out / LATENTS).is_file():
-        data = LatentDataset(**torch.load(out / LATENTS, weights_only=True))
+    if (run.path / LATENTS).is_file():
+        data = LatentDataset(**torch.load(run.path / LATENTS, weights_only=True))
     else:
         data = LatentDataset.encode(vae, config)
-        torch.save(asdict(data), out / LATENTS)
+        torch.save(asdict(data), run.path / LATENTS)
     generator = torch.Generator().manual_seed(config.seed * 7919 + step)
-    start, loss_value = time.perf_counter() - wall, float("nan")
+    loss_value = float("nan")
 
     def save_checkpoint() -> None:
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optim": optim.state_dict(),
-                    "step": step, "wall_s": time.perf_counter() - start, "config": asdict(config)},
-                   out / CHECKPOINT)
+        run.save(step, model.state_dict(), optim.state_dict(), sched.state_dict(), ema=ema.state_dict())
 
     model.train()
-    with Progress(disable=not show_progress) as progress:
-        task = progress.add_task("xar", total=config.steps, completed=step)
+    with TrainProgress("xar", config.steps, step, show_progress) as bar:
         while step < config.steps:
             latents, labels = data.sample(config.batch_size, vae.config.scaling_factor, generator)
             tokens = model.layout.to_tokens(latents)
             drop = torch.rand(labels.shape, generator=generator) < config.class_dropout
             labels = torch.where(drop, model.null_class, labels)
-            for group in optim.param_groups:
-                group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
             loss = flow_matching_loss(model, tokens, labels, config.noisy_context, generator)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()
+            sched.step()
             decay = min(config.ema_decay, (1 + step) / (10 + step))  # warm-up: short runs forget the init
             with torch.no_grad():
                 for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
                     p_ema.lerp_(p, 1 - decay)
             step += 1
             loss_value = loss.item()
-            progress.update(task, completed=step, description=f"xar loss {loss_value:.4f}")
+            bar.update(step, {"loss": loss_value})
             if step % 50 == 0:
-                logger.info("xar step %d loss %.4f (%.0f s)", step, loss_value, time.perf_counter() - start)
+                logger.info("xar step %d loss %.4f (%.0f s)", step, loss_value, run.elapsed_s)
             if step % config.checkpoint_every == 0:
                 save_checkpoint()
     save_checkpoint()
-    ema.eval().save_pretrained(out)
-    vae.save_pretrained(out / "vae")
-    return {"step": step, "loss": loss_value, "wall_s": time.perf_counter() - start}
+    ema.eval().save_pretrained(run.path)
+    vae.save_pretrained(run.path / "vae")
+    return {"step": step, "loss": loss_value, "wall_s": run.elapsed_s}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -53,8 +55,11 @@ def test_train_saves_and_resumes(tmp_path):
     model = XAR.from_pretrained(tmp_path / "run")
     assert model.config.class_names[0] == "red circle"
     longer = XARTrainConfig(steps=3, batch_size=4, checkpoint_every=1, warmup_steps=1, dataset_size=8)
-    assert train_xar(longer, tmp_path / "vae", tmp_path / "run", show_progress=False)["step"] == 3
+    with pytest.raises(FileExistsError, match="not empty"):
+        train_xar(longer, tmp_path / "vae", tmp_path / "run", show_progress=False)
+    assert train_xar(longer, tmp_path / "vae", tmp_path / "run", show_progress=False, resume=True)["step"] == 3
     assert not torch.equal(XAR.from_pretrained(tmp_path / "run").z_proj.weight, model.z_proj.weight)
     other = XARTrainConfig(steps=4, batch_size=4, checkpoint_every=1, warmup_steps=1, dataset_size=8, lr=1e-3)
-    with pytest.raises(ValueError, match="was made with"):
-        train_xar(other, tmp_path / "vae", tmp_path / "run", show_progress=False)
+    train_xar(other, tmp_path / "vae", tmp_path / "run", show_progress=False, resume=True)
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert (saved["steps"], saved["lr"]) == (4, longer.lr)  # a resume keeps the run's recipe, extends its steps
