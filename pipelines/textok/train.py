@@ -14,24 +14,23 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.progress import Progress
 
 from pipelines.data.shapes import CAPTION_STYLES, ShapesWorld
 from pipelines.textok.evaluate import evaluate_textok
 from pipelines.training.image_grid import save_image_grid
+from pipelines.training.progress import TrainProgress
+from pipelines.training.run_dir import RunDir
+from pipelines.training.schedule import warmup_cosine
 from tokenizers_media.image.textok import TexTok
 from tokenizers_media.nn.vq import PerturbationSchedule
 from tokenizers_media.text.encoders import TextEmbedding
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -92,16 +91,25 @@ class _Pool:
         return self.images[index], captions, TextEmbedding(self.text.tokens[index].float(), self.text.mask[index])
 
 
-def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool = True) -> dict[str, float]:
-    """Train (resuming ``out_dir/checkpoint.pt`` if present), evaluate, save the model and ``metrics.json``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool = True,
+                 resume: bool = False) -> dict[str, float]:
+    """Train (with ``resume``, continue the run in ``out_dir``), evaluate, save the model and ``metrics.json``."""
+    run, config = RunDir.open(out_dir, config, resume)
+    out_dir = run.path
     torch.manual_seed(config.seed)
     model = _initial_model(config)
     if config.perturb is not None and config.bottleneck != "vq":
         raise ValueError("--perturb needs the vq bottleneck (perturbation replaces discrete codes)")
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01, betas=(0.9, 0.95))
-    start_step, elapsed = _resume(out_dir, config, model, optim)
+    sched = warmup_cosine(optim, config.steps, config.warmup_steps, min_ratio=0.1)
+    start_step = 0
+    if resume:
+        state = run.load()
+        model.load_state_dict(state.model)
+        optim.load_state_dict(state.optimizer)
+        sched.load_state_dict(state.scheduler)
+        start_step = state.step
+        logger.info("resuming from step %d", start_step)
     pool = _build_pool(model, config)
     sample_images, sample_captions = _sample_batch(model)
     schedule = None if config.perturb is None else PerturbationSchedule.for_total_steps(config.steps, *config.perturb)
@@ -110,11 +118,8 @@ def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool =
         torch.randint(0, len(pool.images), (config.batch_size,), generator=order)
     noise = torch.Generator().manual_seed(config.seed + 1 + start_step)
     model.train()
-    start = time.perf_counter() - elapsed
-    with Progress(disable=not show_progress) as bar:
-        task = bar.add_task("textok", total=config.steps, completed=start_step)
+    with TrainProgress("textok", config.steps, start_step, show_progress) as bar:
         for step in range(start_step, config.steps):
-            _set_lr(optim, config, step)
             images, captions, text = pool.batch(torch.randint(0, len(pool.images), (config.batch_size,),
                                                               generator=order))
             loss, rec = _loss(model, config, images, captions if text is None else text, noise, schedule, step)
@@ -122,17 +127,17 @@ def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool =
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()
-            bar.update(task, advance=1, description=f"rec {rec:.4f}")
+            sched.step()
             done = step + 1
+            bar.update(done, {"rec": rec})
             if done % config.sample_every == 0 or done == config.steps:
                 _save_samples(model, sample_images, sample_captions, out_dir / f"samples_{done:06d}.png")
             if done % config.checkpoint_every == 0 or done == config.steps:
-                _save_checkpoint(out_dir, config, model, optim, done, time.perf_counter() - start)
+                run.save(done, model.state_dict(), optim.state_dict(), sched.state_dict())
             if done % config.log_every == 0:
                 logger.info("step %d rec %.5f", done, rec)
-    wall = time.perf_counter() - start
     model.eval()
-    metrics = {**evaluate_textok(model, config.eval_images).metrics(), "train_seconds": round(wall, 1),
+    metrics = {**evaluate_textok(model, config.eval_images).metrics(), "elapsed_s": round(run.elapsed_s, 1),
                "steps": config.steps}
     model.save_pretrained(out_dir / "model")
     (out_dir / "metrics.json").write_text(json.dumps({"config": asdict(config), "metrics": metrics}, indent=2))
@@ -191,16 +196,6 @@ def _initial_model(config: TexTokTrainConfig) -> TexTok:
     return model
 
 
-def _set_lr(optim: torch.optim.Optimizer, config: TexTokTrainConfig, step: int) -> None:
-    if step < config.warmup_steps:
-        scale = (step + 1) / config.warmup_steps
-    else:
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        scale = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-    for group in optim.param_groups:
-        group["lr"] = config.lr * scale
-
-
 @torch.no_grad()
 def _build_pool(model: TexTok, config: TexTokTrainConfig) -> _Pool:
     world = ShapesWorld(model.config.image_size, min_objects=1, max_objects=config.max_objects)
@@ -231,28 +226,3 @@ def _save_samples(model: TexTok, images: torch.Tensor, captions: list[str], path
     recon = model.decode(model.encode(images, text).latents, text)
     save_image_grid(torch.cat([images, recon]), path, columns=len(images))
     model.train(was_training)
-
-
-def _save_checkpoint(out_dir: Path, config: TexTokTrainConfig, model: TexTok, optim: torch.optim.Optimizer,
-                     step: int, elapsed: float) -> None:
-    tmp = out_dir / (CHECKPOINT + ".tmp")
-    torch.save({"config": asdict(config), "model": model.state_dict(), "optim": optim.state_dict(),
-                "step": step, "elapsed": elapsed}, tmp)
-    tmp.replace(out_dir / CHECKPOINT)  # atomic: a run killed mid-save keeps the previous checkpoint
-
-
-def _resume(out_dir: Path, config: TexTokTrainConfig, model: TexTok, optim: torch.optim.Optimizer
-            ) -> tuple[int, float]:
-    path = out_dir / CHECKPOINT
-    if not path.is_file():
-        return 0, 0.0
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()}
-    mine = asdict(config)
-    changed = sorted(k for k in mine if k != "steps" and saved.get(k) != mine[k])
-    if changed:
-        raise ValueError(f"{path} was written with a different config (fields {changed}); use another -o")
-    model.load_state_dict(state["model"])
-    optim.load_state_dict(state["optim"])
-    logger.info("resuming from step %d", state["step"])
-    return int(state["step"]), float(state["elapsed"])

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipelines.textok.train import CHECKPOINT, TexTokTrainConfig, train_textok
+from pipelines.textok.train import TexTokTrainConfig, train_textok
+from pipelines.training.checkpoint import Checkpoint
+from pipelines.training.run_dir import CHECKPOINT_NAME
 from tokenizers_media.image.textok import TexTok
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,13 +27,13 @@ def test_train_writes_outputs_and_resumes(tmp_path: Path) -> None:
     assert (tmp_path / "samples_000002.png").is_file() and (tmp_path / "metrics.json").is_file()
     model = TexTok.from_pretrained(tmp_path / "model")
     assert model.config.text_encoder == "learned" and model.config.num_latent_tokens == 32
-    before = torch.load(tmp_path / CHECKPOINT, weights_only=False)["model"]
-    train_textok(_config(3), tmp_path, show_progress=False)  # resumes at step 2, runs one more
-    after = torch.load(tmp_path / CHECKPOINT, weights_only=False)
-    assert after["step"] == 3
-    assert not torch.equal(before["patch_embed.weight"], after["model"]["patch_embed.weight"])
-    with pytest.raises(ValueError, match="different config"):
-        train_textok(_config(4, lr=5e-4), tmp_path, show_progress=False)
+    before = Checkpoint.load(tmp_path / CHECKPOINT_NAME).model
+    with pytest.raises(FileExistsError, match="not empty"):  # never a silent overwrite
+        train_textok(_config(3), tmp_path, show_progress=False)
+    train_textok(_config(3), tmp_path, show_progress=False, resume=True)  # resumes at step 2, runs one more
+    after = Checkpoint.load(tmp_path / CHECKPOINT_NAME)
+    assert after.step == 3 and after.config["steps"] == 3
+    assert not torch.equal(before["patch_embed.weight"], after.model["patch_embed.weight"])
 
 
 def test_text_dropout_hides_whole_captions_of_about_that_share() -> None:
