@@ -39,7 +39,7 @@ OwnerDep = Annotated[str, Depends(current_owner)]
 
 def rate_limit(owner: OwnerDep, service: ServiceDep, settings: SettingsDep) -> str:
     """A token bucket per caller (Redis, shared by every API replica); 429 with Retry-After when empty."""
-    wait = service.store.take_token(owner, settings.rate_limit_per_minute, settings.rate_limit_burst)
+    wait = service.store.rate.take(owner, settings.rate_limit_per_minute, settings.rate_limit_burst)
     if wait > 0:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "rate limit exceeded for this API key",
                             headers={"Retry-After": str(math.ceil(wait))})

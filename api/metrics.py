@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from workers.store import HISTOGRAMS, JobStore
+from workers.metrics import HISTOGRAMS
+from workers.store import JobStore
 
 _HELP = {
     "queue_wait_seconds": ("kind", "time from submission to the first start"),
@@ -27,17 +28,17 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         jobs = CounterMetricFamily("mediaforge_jobs", "jobs that entered each state", labels=["kind", "state"])
-        for (kind, state), count in sorted(self.store.entered_counts().items()):
+        for (kind, state), count in sorted(self.store.metrics.entered_counts().items()):
             jobs.add_metric([kind, state], count)
         yield jobs
         depth = GaugeMetricFamily("mediaforge_queue_depth", "queued jobs per queue family", labels=["family"])
-        for family, count in sorted(self.store.queued_count().items()):
+        for family, count in sorted(self.store.metrics.queued_count().items()):
             depth.add_metric([family], count)
         yield depth
         for name, buckets in HISTOGRAMS.items():
             label, doc = _HELP[name]
             family = HistogramMetricFamily(f"mediaforge_{name}", doc, labels=[label])
-            for value, counts in sorted(self.store.histogram(name).items()):
+            for value, counts in sorted(self.store.metrics.histogram(name).items()):
                 cumulative, points = 0.0, []
                 for bound in (*buckets, "+Inf"):
                     cumulative += counts.get(str(bound), 0.0)

@@ -129,12 +129,12 @@ def throughput(service, spec, jobs: int, concurrency: int) -> tuple[float, float
 
     with ThreadPoolExecutor(concurrency) as pool:  # warm the host and the worker threads
         list(pool.map(one, range(concurrency)))
-    before = service.store.histogram("batch_size").get(spec.model, {})
+    before = service.store.metrics.histogram("batch_size").get(spec.model, {})
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(jobs)))
     elapsed = time.perf_counter() - start
-    after = service.store.histogram("batch_size").get(spec.model, {})
+    after = service.store.metrics.histogram("batch_size").get(spec.model, {})
     count = after.get("count", 0) - before.get("count", 0)
     mean_batch = (after.get("sum", 0) - before.get("sum", 0)) / count if count else float("nan")
     return jobs / elapsed, mean_batch

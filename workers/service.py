@@ -58,7 +58,7 @@ class JobService:
         resolved = resolve_job(spec, zoo_only=zoo_only)
         for name, artifact_id in spec.inputs.items():
             self._check_input(name, artifact_id, resolved.pipeline_class.inputs[name], spec.kind)
-        queued = sum(self.store.queued_count().values())
+        queued = sum(self.store.metrics.queued_count().values())
         if queued >= self.settings.max_queued_jobs:
             raise QueueFull(f"{queued} jobs are queued (limit {self.settings.max_queued_jobs})",
                             self.settings.queue_full_retry_after_s)

@@ -1,5 +1,9 @@
 """The Redis job store: one hash per job (DESIGN.md's record), with states that only move forward.
 
+This module is the job state machine; ``JobStore`` also carries the store's other pieces, each its own module
+over the same Redis and prefix: ``leases`` (workers/leases.py), ``rate`` (workers/rate_limit.py) and
+``metrics`` (workers/metrics.py); the record itself is workers/records.py.
+
 Every state change is one Lua script that checks the current state and writes the new one atomically, so two
 workers racing on a re-delivered job cannot both finish it, and a cancelled job never turns into a succeeded one.
 Finished jobs expire after ``job_ttl_s``. Counters for /metrics (jobs entering each state, queue depth per
@@ -18,88 +22,21 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import redis
-from pydantic import BaseModel, Field
 
-State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-STATES: tuple[State, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+from workers.keyspace import Keyspace
+from workers.leases import Leases
+from workers.metrics import LATENCY_BUCKETS, Metrics
+from workers.rate_limit import RateLimiter
+from workers.records import JSON_FIELDS, TERMINAL, JobError, JobRecord, JobTarget, State, decode_record, encode_record
 
-# Histogram buckets (seconds for latencies, requests for batch sizes).
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
-HISTOGRAMS = {"queue_wait_seconds": LATENCY_BUCKETS, "run_seconds": LATENCY_BUCKETS, "batch_size": BATCH_BUCKETS}
-
-
-class JobError(BaseModel):
-    type: str
-    message: str
-
-
-class JobTarget(BaseModel):
-    """What a job runs on, resolved once at submit: the worker and the model host use it and resolve nothing."""
-
-    model_name: str
-    """The model host's name (``host:<model_name>``): the zoo name, or a local model directory's own name."""
-    model_dir: str
-    model_class: str
-    pipeline: str
-    """The registry's ``module:Class`` target serving this kind on this model class."""
-
-
-class JobRecord(BaseModel):
-    """What the store keeps for a job (DESIGN.md "The job")."""
-
-    id: str
-    kind: str
-    model: str
-    family: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    inputs: dict[str, str] = Field(default_factory=dict)
-    priority: Literal["interactive", "batch"] = "interactive"
-    state: State = "queued"
-    progress: float = 0.0
-    message: str = ""
-    outputs: dict[str, str] = Field(default_factory=dict)
-    error: JobError | None = None
-    attempts: int = 0
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    idempotency_key: str | None = None
-    cancel_requested: bool = False
-    owner: str = "anonymous"
-    spec_hash: str = ""
-    target: JobTarget | None = None
-    """None only on records written before jobs were resolved at submit."""
-
-    @property
-    def finished(self) -> bool:
-        return self.state in TERMINAL
-
-
-_JSON_FIELDS = {"params", "inputs", "outputs", "error", "target"}
-
-
-def _encode(record: JobRecord) -> dict[str, str]:
-    out = {}
-    for key, value in record.model_dump().items():
-        if value is None:
-            continue
-        out[key] = json.dumps(value) if key in _JSON_FIELDS else str(int(value) if isinstance(value, bool) else value)
-    return out
-
-
-def _decode(raw: dict[str, str]) -> JobRecord:
-    values: dict[str, Any] = {k: json.loads(v) if k in _JSON_FIELDS else v for k, v in raw.items()}
-    values["cancel_requested"] = values.get("cancel_requested") == "1"
-    return JobRecord.model_validate(values)
+__all__ = ["IdempotencyConflict", "JobError", "JobRecord", "JobStore", "JobTarget", "State", "Transition"]
 
 
 def _lua_buckets(buckets: tuple[float, ...]) -> str:
-    """A Lua table of {bound, field label}; labels are Python's ``str`` of the bound, as :meth:`observe` writes."""
+    """A Lua table of {bound, field label}; labels are Python's ``str`` of the bound, as ``Metrics.observe`` writes."""
     return "{" + ", ".join(f"{{{b!r}, '{b}'}}" for b in buckets) + "}"
 
 
@@ -144,12 +81,6 @@ elseif cur == 'running' and new ~= 'running' and times[2] then observe(KEYS[6], 
 return {1, cur, kind, times[1], times[2] or ''}
 """.replace("BUCKETS", _lua_buckets(LATENCY_BUCKETS))
 
-# KEYS: lease. ARGV: holder. Deletes the lease only if this holder still owns it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 # KEYS: job hash, events channel. ARGV: progress, message. Only a running job reports progress.
 _PROGRESS = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
@@ -157,21 +88,6 @@ redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'message', ARGV[2])
 redis.call('PUBLISH', KEYS[2], cjson.encode({state = 'running', progress = tonumber(ARGV[1]), message = ARGV[2]}))
 return 1
 """
-
-# KEYS: bucket hash. ARGV: rate per second, burst, now, cost. Returns {allowed, retry after in ms}.
-_TOKEN_BUCKET = """
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1]) or burst
-local ts = tonumber(b[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed, wait = 0, 0
-if tokens >= 1 then tokens = tokens - 1; allowed = 1 else wait = math.ceil((1 - tokens) / rate * 1000) end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
-return {allowed, wait}
-"""
-
 
 class IdempotencyConflict(ValueError):
     """The Idempotency-Key was already used for a different job body."""
@@ -195,15 +111,15 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 
-class JobStore:
+class JobStore(Keyspace):
     def __init__(self, client: redis.Redis, prefix: str = "mf", job_ttl_s: int = 7 * 24 * 3600,
                  idempotency_ttl_s: int = 24 * 3600) -> None:
-        self.redis, self.prefix = client, prefix
+        super().__init__(client, prefix)
+        self.leases, self.rate = Leases(client, prefix), RateLimiter(client, prefix)
+        self.metrics = Metrics(client, prefix)
         self.job_ttl_s, self.idempotency_ttl_s = job_ttl_s, idempotency_ttl_s
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
-        self._bucket = client.register_script(_TOKEN_BUCKET)
-        self._release = client.register_script(_RELEASE)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
@@ -212,9 +128,6 @@ class JobStore:
         return cls(client, **kwargs)
 
     # -- keys ---------------------------------------------------------------------------------------------
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
-
     def job_key(self, job_id: str) -> str:
         return self._k("job", job_id)
 
@@ -240,7 +153,7 @@ class JobStore:
                     return existing, False
                 self.redis.set(idem, record.id, ex=self.idempotency_ttl_s)  # the earlier job expired: start anew
         with self.redis.pipeline() as pipe:
-            pipe.hset(self.job_key(record.id), mapping=_encode(record))
+            pipe.hset(self.job_key(record.id), mapping=encode_record(record))
             pipe.zadd(self._k("jobs"), {record.id: record.created_at})
             pipe.hincrby(self._k("stats", "queued"), family, 1)
             pipe.hincrby(self._k("stats", "entered"), f"{kind}|queued", 1)
@@ -249,7 +162,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.redis.hgetall(self.job_key(job_id)) if job_id else {}
-        return _decode(raw) if raw else None
+        return decode_record(raw) if raw else None
 
     def list(self, *, state: str | None = None, kind: str | None = None, owner: str | None = None,
              limit: int = 50, cursor: float | None = None) -> tuple[list[JobRecord], float | None]:
@@ -269,7 +182,7 @@ class JobStore:
                 if not raw:
                     self.redis.zrem(self._k("jobs"), job_id)  # expired: drop it from the index
                     continue
-                job = _decode(raw)
+                job = decode_record(raw)
                 if all(want is None or have == want
                        for want, have in ((state, job.state), (kind, job.kind), (owner, job.owner))):
                     found.append(job)
@@ -284,7 +197,7 @@ class JobStore:
         args: list[Any] = [new, self.job_ttl_s if new in TERMINAL else 0, time.time(), len(allowed_from),
                            *allowed_from]
         for key, value in fields.items():
-            args += [key, json.dumps(value) if key in _JSON_FIELDS else value]
+            args += [key, json.dumps(value) if key in JSON_FIELDS else value]
         keys = [self.job_key(job_id), self._k("stats", "entered"), self._k("stats", "queued"),
                 self.events_channel(job_id), self._k("hist", "queue_wait_seconds"), self._k("hist", "run_seconds")]
         status, previous, *rest = self._transition(keys=keys, args=args)
@@ -329,23 +242,6 @@ class JobStore:
         keys = [self.job_key(job_id), self.events_channel(job_id)]
         return bool(self._progress(keys=keys, args=[min(max(fraction, 0.0), 1.0), message]))
 
-    # -- leases: one live runner per job, even when Celery delivers it twice ------------------------------
-    def acquire_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
-        return bool(self.redis.set(self._k("lease", job_id), holder, nx=True, px=int(ttl_s * 1000)))
-
-    def renew_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
-        key = self._k("lease", job_id)
-        if self.redis.get(key) != holder:
-            return False
-        return bool(self.redis.pexpire(key, int(ttl_s * 1000)))
-
-    def lease_ttl(self, job_id: str) -> float:
-        ms = self.redis.pttl(self._k("lease", job_id))
-        return max(ms, 0) / 1000
-
-    def release_lease(self, job_id: str, holder: str) -> None:
-        self._release(keys=[self._k("lease", job_id)], args=[holder])
-
     # -- events ---------------------------------------------------------------------------------------------
     def events(self, job_id: str, timeout_s: float = 3600.0, keepalive_s: float = 15.0) -> Iterator[dict | None]:
         """Job snapshots as they change (progress, then the final state); None as a keep-alive tick."""
@@ -368,37 +264,6 @@ class JobStore:
                     yield None
         finally:
             pubsub.close()
-
-    # -- rate limits and metrics ----------------------------------------------------------------------------
-    def take_token(self, owner: str, per_minute: float, burst: int) -> float:
-        """Token bucket per owner; returns 0 when allowed, else the seconds to wait."""
-        allowed, wait_ms = self._bucket(keys=[self._k("rate", owner)],
-                                        args=[per_minute / 60.0, burst, time.time(), 1])
-        return 0.0 if allowed else wait_ms / 1000
-
-    def queued_count(self) -> dict[str, int]:
-        return {k: max(int(v), 0) for k, v in self.redis.hgetall(self._k("stats", "queued")).items()}
-
-    def entered_counts(self) -> dict[tuple[str, str], int]:
-        raw = self.redis.hgetall(self._k("stats", "entered"))
-        return {tuple(k.split("|", 1)): int(v) for k, v in raw.items()}  # type: ignore[misc]
-
-    def observe(self, metric: str, label: str, value: float) -> None:
-        bucket = next((b for b in HISTOGRAMS[metric] if value <= b), "+Inf")
-        with self.redis.pipeline(transaction=False) as pipe:
-            key = self._k("hist", metric)
-            pipe.hincrby(key, f"{label}|{bucket}", 1)
-            pipe.hincrbyfloat(key, f"{label}|sum", value)
-            pipe.hincrby(key, f"{label}|count", 1)
-            pipe.execute()
-
-    def histogram(self, metric: str) -> dict[str, dict[str, float]]:
-        """label -> {bucket upper bound (str) or 'sum'/'count': value}, bucket counts not cumulative."""
-        out: dict[str, dict[str, float]] = {}
-        for field, value in self.redis.hgetall(self._k("hist", metric)).items():
-            label, _, bucket = field.rpartition("|")
-            out.setdefault(label, {})[bucket] = float(value)
-        return out
 
     def ping(self) -> bool:
         return bool(self.redis.ping())

@@ -102,7 +102,7 @@ def run_job(self: Any, job_id: str) -> str:
             return "failed"
         return _record(ctx, job, answer)
     finally:
-        ctx.store.release_lease(job_id, holder)
+        ctx.store.leases.release(job_id, holder)
 
 
 def _wait_for_lease(ctx: WorkerContext, job_id: str, holder: str) -> bool:
@@ -112,11 +112,11 @@ def _wait_for_lease(ctx: WorkerContext, job_id: str, holder: str) -> bool:
     died and its lease has not lapsed yet). It waits here with its one message unacked, so a crash still hands it
     on, rather than acking it and publishing a delayed copy with ``Task.retry``.
     """
-    while not ctx.store.acquire_lease(job_id, holder, ctx.settings.job_lease_s):
+    while not ctx.store.leases.acquire(job_id, holder, ctx.settings.job_lease_s):
         job = ctx.store.get(job_id)
         if job is None or job.finished:
             return False
-        time.sleep(min(max(ctx.store.lease_ttl(job_id), 0.05), ctx.settings.poll_interval_s))
+        time.sleep(min(max(ctx.store.leases.ttl(job_id), 0.05), ctx.settings.poll_interval_s))
     return True
 
 
@@ -155,7 +155,7 @@ def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: st
             ray.cancel(ref)
             return {"status": "failed", "error": {"type": "TimeoutError",
                                                   "message": f"ran past {ctx.settings.host_call_timeout_s:g} s"}}
-        ctx.store.renew_lease(job.id, holder, ctx.settings.job_lease_s)
+        ctx.store.leases.renew(job.id, holder, ctx.settings.job_lease_s)
         if not cancel_sent and ctx.store.cancel_requested(job.id):
             host.cancel.remote(job.id)
             cancel_sent = True
@@ -172,7 +172,7 @@ def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: st
 def _record(ctx: WorkerContext, job: JobRecord, answer: dict[str, Any]) -> str:
     """Store the host's answer: one round trip for the batch-size observation, one for the final state."""
     if "batch_size" in answer:
-        ctx.store.observe("batch_size", job.model, answer["batch_size"])
+        ctx.store.metrics.observe("batch_size", job.model, answer["batch_size"])
     status = answer["status"]
     if status == "succeeded":
         moved = ctx.store.finish(job.id, "succeeded", outputs=answer["outputs"])

@@ -68,14 +68,14 @@ def test_racing_finishers_produce_one_result(store: JobStore) -> None:
         t.join()
     assert len(moved) == 1
     assert store.get(job_id).outputs == {"tokens": f"result-{moved[0]}"}
-    assert store.entered_counts()[("audio.tokenize", "succeeded")] == 1
+    assert store.metrics.entered_counts()[("audio.tokenize", "succeeded")] == 1
 
 
 def test_cancel_queued_at_once_running_by_flag(store: JobStore) -> None:
     queued, running = _new(store), _new(store)
-    assert store.queued_count() == {"audio": 2}
+    assert store.metrics.queued_count() == {"audio": 2}
     store.start(running)
-    assert store.cancel(queued).state == "cancelled" and store.queued_count() == {"audio": 0}
+    assert store.cancel(queued).state == "cancelled" and store.metrics.queued_count() == {"audio": 0}
     flagged = store.cancel(running)
     assert flagged.state == "running" and flagged.cancel_requested and store.cancel_requested(running)
     assert store.finish(running, "cancelled").moved
@@ -98,7 +98,7 @@ def test_transitions_observe_queue_wait_and_run_time_once(store: JobStore) -> No
     store.finish(job_id, "succeeded", outputs={})
     store.finish(job_id, "failed")  # refused: no second run time
     for metric in ("queue_wait_seconds", "run_seconds"):
-        counts = store.histogram(metric)["audio.tokenize"]
+        counts = store.metrics.histogram(metric)["audio.tokenize"]
         assert counts["count"] == 1 and 0 <= counts["sum"] < 5
         assert sum(v for k, v in counts.items() if k not in ("sum", "count")) == 1  # one bucket, Python's label
         assert all(k in ("sum", "count", "+Inf") or float(k) > 0 for k in counts)
@@ -116,13 +116,13 @@ def test_idempotency_keys_are_per_owner_and_per_body(store: JobStore) -> None:
 
 
 def test_lease_is_exclusive_until_released_or_expired(store: JobStore) -> None:
-    assert store.acquire_lease("j", "a", 5)
-    assert not store.acquire_lease("j", "b", 5)
-    assert not store.renew_lease("j", "b", 5) and store.renew_lease("j", "a", 5)
-    store.release_lease("j", "b")  # not b's to release
-    assert not store.acquire_lease("j", "b", 5)
-    store.release_lease("j", "a")
-    assert store.acquire_lease("j", "b", 0.05)
+    assert store.leases.acquire("j", "a", 5)
+    assert not store.leases.acquire("j", "b", 5)
+    assert not store.leases.renew("j", "b", 5) and store.leases.renew("j", "a", 5)
+    store.leases.release("j", "b")  # not b's to release
+    assert not store.leases.acquire("j", "b", 5)
+    store.leases.release("j", "a")
+    assert store.leases.acquire("j", "b", 0.05)
 
 
 def test_list_newest_first_with_filters_and_cursor(store: JobStore) -> None:
@@ -139,9 +139,9 @@ def test_list_newest_first_with_filters_and_cursor(store: JobStore) -> None:
 
 
 def test_token_bucket_refills_over_time(store: JobStore) -> None:
-    waits = [store.take_token("alice", per_minute=60.0, burst=2) for _ in range(3)]
+    waits = [store.rate.take("alice", per_minute=60.0, burst=2) for _ in range(3)]
     assert waits[:2] == [0.0, 0.0] and 0 < waits[2] <= 1.0
-    assert store.take_token("bob", per_minute=60.0, burst=2) == 0.0
+    assert store.rate.take("bob", per_minute=60.0, burst=2) == 0.0
 
 
 def test_failed_job_keeps_its_error(store: JobStore) -> None:
