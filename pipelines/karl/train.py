@@ -22,23 +22,22 @@ randomness is seeded by (seed, step)), so a resumed run sees exactly the batches
 from __future__ import annotations
 
 import logging
-import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipelines.data.shapes import ShapesWorld
 from pipelines.training.image_grid import save_image_grid
-from tokenizers_media.image.karl import KARL, KARLConfig, active_prefix
+from pipelines.training.progress import TrainProgress
+from pipelines.training.run_dir import RunDir
+from pipelines.training.schedule import warmup_cosine
+from tokenizers_media.image.karl import KARL, active_prefix
 from tokenizers_media.nn.vq import PerturbationSchedule
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
 LOW_BINS = 3
 """Pass (a) draws its target error from this many lowest bins (0.005, 0.01, 0.02)."""
 
@@ -114,15 +113,15 @@ class StepStats:
 
 
 def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = True,
-               stop_at: int | None = None) -> KARL:
-    """Train (resuming from ``out_dir/checkpoint.pt`` when present) and save the model directory.
+               stop_at: int | None = None, resume: bool = False) -> KARL:
+    """Train (with ``resume``, continue the run in ``out_dir``) and save the model directory.
 
     ``stop_at`` ends this session after that many steps (checkpointed, model saved) without changing the
-    schedule, which stays that of ``config.steps``: a later call resumes from there.
+    schedule, which stays that of ``config.steps``: a later call with ``resume`` continues from there.
+    The rate warms up linearly, then decays along a half-cosine to 10% of the peak.
     """
+    run, config = RunDir.open(out_dir, config, resume)
     end = config.steps if stop_at is None else min(stop_at, config.steps)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = _initial_model(config)
     if model.quantizer is None and config.perturb is not None:
@@ -132,29 +131,32 @@ def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = Tru
                          f"got {config.token_step}")
     trained = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
-    start_step, elapsed = _resume(out_dir / CHECKPOINT_NAME, model, optim, config)
+    sched = warmup_cosine(optim, config.steps, config.warmup_steps, min_ratio=0.1)
+    start_step = 0
+    if resume:
+        state = run.load()
+        model.load_state_dict(state.model)
+        optim.load_state_dict(state.optimizer)
+        sched.load_state_dict(state.scheduler)
+        start_step = state.step
+        logger.info("resuming from step %d", start_step)
     world = ShapesWorld(model.config.image_size, config.min_objects, config.max_objects)
     fixed = world.batch("eval", 0, 16).images
     model.train(not config.halting_only)  # eval mode keeps a frozen codebook from restarting dead codes
-    columns = (TextColumn("karl {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not show_progress) as bar:
-        task = bar.add_task("", total=config.steps, completed=start_step)
-        clock = time.perf_counter()
+    with TrainProgress("karl", config.steps, start_step, show_progress) as bar:
         for step in range(start_step, end):
-            for group in optim.param_groups:
-                group["lr"] = learning_rate(config, step)
             stats = train_step(model, optim, world.batch("train", step, config.batch_size).images, config, step)
-            bar.update(task, advance=1, description=f"loss {stats.loss:.4f} l1 {stats.l1_adaptive:.4f}")
+            sched.step()
+            done = step + 1
+            bar.update(done, {"loss": stats.loss, "l1": stats.l1_adaptive})
             if step % 50 == 0:
                 logger.info("step %d %s", step, stats)
-            done = step + 1
             if done % config.sample_every == 0 or done == end:
-                save_samples(model, fixed, out_dir / f"samples_{done:06d}.png")
+                save_samples(model, fixed, run.path / f"samples_{done:06d}.png")
             if done % config.checkpoint_every == 0 or done == end:
-                _save_checkpoint(out_dir / CHECKPOINT_NAME, model, optim, config, done,
-                                 elapsed + time.perf_counter() - clock)
+                run.save(done, model.state_dict(), optim.state_dict(), sched.state_dict())
     model.eval()
-    model.save_pretrained(out_dir)
+    model.save_pretrained(run.path)
     return model
 
 
@@ -169,14 +171,6 @@ def _initial_model(config: KARLTrainConfig) -> KARL:
         model.requires_grad_(False)
         model.halting_head.requires_grad_(True)
     return model
-
-
-def learning_rate(config: KARLTrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def train_step(model: KARL, optim: torch.optim.Optimizer, images: torch.Tensor, config: KARLTrainConfig,
@@ -249,39 +243,3 @@ def save_samples(model: KARL, images: torch.Tensor, path: Path) -> None:
     rows = [images] + [model(images, target_error=eps) for eps in (0.02, 0.05, 0.1)]
     save_image_grid(torch.cat(rows), path, columns=images.shape[0])
     model.train(was_training)
-
-
-def _save_checkpoint(path: Path, model: KARL, optim: torch.optim.Optimizer, config: KARLTrainConfig,
-                     step: int, elapsed: float) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optim.state_dict(), "step": step,
-                "elapsed_s": elapsed, "train_config": _config_record(config),
-                "model_config": model.config.to_dict()}, tmp)
-    tmp.replace(path)  # atomic: a run killed mid-save keeps the previous checkpoint
-
-
-def _resume(path: Path, model: KARL, optim: torch.optim.Optimizer, config: KARLTrainConfig) -> tuple[int, float]:
-    """Load a checkpoint written by the same configuration; returns (next step, training seconds so far)."""
-    if not path.is_file():
-        return 0, 0.0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["train_config"] != _config_record(config) or state["model_config"] != model.config.to_dict():
-        raise ValueError(f"{path} was written by a different training configuration; use another output "
-                         f"directory or delete the checkpoint")
-    model.load_state_dict(state["model"])
-    optim.load_state_dict(state["optimizer"])
-    logger.info("resuming from step %d", state["step"])
-    return int(state["step"]), float(state["elapsed_s"])
-
-
-def _config_record(config: KARLTrainConfig) -> dict:
-    record = asdict(config)
-    record["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in config.model_overrides.items()}
-    return record
-
-
-def read_checkpoint_info(out_dir: Path) -> dict:
-    """Step count, wall time and configs of a finished or partial run (for the model card)."""
-    state = torch.load(Path(out_dir) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
-    return {"step": state["step"], "elapsed_s": state["elapsed_s"], "train_config": state["train_config"],
-            "model_config": KARLConfig.from_dict(state["model_config"])}

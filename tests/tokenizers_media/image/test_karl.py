@@ -147,11 +147,11 @@ def test_train_karl_checkpoints_resume_and_samples(tmp_path):
     first = train_karl(config, tmp_path, show_progress=False)
     assert (tmp_path / "samples_000002.png").is_file() and (tmp_path / "checkpoint.pt").is_file()
     (tmp_path / "model.safetensors").unlink()
-    resumed = train_karl(config, tmp_path, show_progress=False)  # finished checkpoint: nothing left to train
+    with pytest.raises(FileExistsError, match="not empty"):  # never a silent overwrite
+        train_karl(config, tmp_path, show_progress=False)
+    resumed = train_karl(config, tmp_path, show_progress=False, resume=True)  # finished: nothing left to train
     for a, b in zip(first.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="different training configuration"):
-        train_karl(config.__class__(**{**config.__dict__, "steps": 3}), tmp_path, show_progress=False)
 
 
 def test_train_karl_rejects_a_token_step_outside_the_budget(tmp_path):
