@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from rich.progress import Progress
 
 from pipelines.data.shapes import NUM_CLASSES, ShapesWorld
 from pipelines.shapes_classifier.model import ShapesClassifier, accuracy
+from pipelines.training.progress import TrainProgress
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +41,14 @@ def train_shapes_classifier(config: ClassifierTrainConfig, out_dir: Path, show_p
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=config.lr, total_steps=config.steps)
     start = time.perf_counter()
     model.train()
-    with Progress(disable=not show_progress) as bar:
-        task = bar.add_task("shapes-classifier", total=config.steps)
+    with TrainProgress("shapes-classifier", config.steps, enabled=show_progress) as bar:
         for step, batch in zip(range(config.steps), world.iterate("train", config.batch_size), strict=False):
             loss, parts = model.loss(batch)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
             sched.step()
-            bar.update(task, advance=1, description=f"loss {loss.item():.3f}")
+            bar.update(step + 1, {"loss": loss.item()})
             if step % 100 == 0:
                 logger.info("step %d loss %.4f %s", step, loss.item(), parts)
     wall = time.perf_counter() - start

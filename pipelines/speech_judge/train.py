@@ -31,6 +31,7 @@ from pipelines.data.speech import (
     to_int16,
 )
 from pipelines.evaluation.speech_metrics import phone_error_rate
+from pipelines.training.progress import TrainProgress
 from tokenizers_media.speech.mel import LogMel
 from tokenizers_media.speech.recognizer import PhonemeRecognizer
 
@@ -176,8 +177,7 @@ def train_speech_judge(config: JudgeTrainConfig, out_dir: Path, show_progress: b
     batches: list[np.ndarray] = []
     start, first_loss, loss_value = time.perf_counter(), float("nan"), float("nan")
     model.train()
-    with Progress(disable=not show_progress) as bar:
-        task = bar.add_task("speech-judge", total=config.steps)
+    with TrainProgress("speech-judge", config.steps, enabled=show_progress) as bar:
         for step in range(config.steps):
             if not batches:
                 batches = length_buckets(lengths, config.batch_size, rng)
@@ -192,7 +192,7 @@ def train_speech_judge(config: JudgeTrainConfig, out_dir: Path, show_progress: b
             sched.step()
             loss_value = loss.item()
             first_loss = loss_value if step == 0 else first_loss
-            bar.update(task, advance=1, description=f"ctc {loss_value:.3f}")
+            bar.update(step + 1, {"ctc": loss_value})
             if step % 100 == 0:
                 logger.info("step %d ctc %.4f", step, loss_value)
     wall = time.perf_counter() - start

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL
-from rich.progress import Progress
+
+from pipelines.training.progress import TrainProgress
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,7 @@ def fit_vae(vae: AutoencoderKL, next_batch: Callable[[int], torch.Tensor], eval_
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=lr, total_steps=steps)
     start = time.perf_counter()
     vae.train()
-    with Progress(disable=not show_progress) as progress:
-        task = progress.add_task("vae", total=steps)
+    with TrainProgress("vae", steps, enabled=show_progress) as progress:
         for step in range(steps):
             x = next_batch(step)
             posterior = vae.encode(x).latent_dist
@@ -41,7 +41,7 @@ def fit_vae(vae: AutoencoderKL, next_batch: Callable[[int], torch.Tensor], eval_
             loss.backward()
             optim.step()
             sched.step()
-            progress.update(task, advance=1, description=f"vae mse {mse.item():.4f}")
+            progress.update(step + 1, {"mse": mse.item()})
             if step % log_every == 0:
                 logger.info("vae step %d mse %.5f (%.0f s)", step, mse.item(), time.perf_counter() - start)
     vae.eval()
