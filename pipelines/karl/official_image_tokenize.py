@@ -32,6 +32,8 @@ def to_official_input(pixels: torch.Tensor, size: int) -> torch.Tensor:
     return x[:, top : top + size, left : left + size]
 
 
+# The checks and the (budget, threshold) grouping follow pipelines.karl.image_tokenize (karl-tiny) on purpose
+# (one file per job kind); the model, the input transform and the tokens file differ.
 class KARLOfficialImageTokenizePipeline(KARLOfficialPipeline):
     kind = "image.tokenize"
     params_model = KARLTokenizeParams
