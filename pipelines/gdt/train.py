@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, PixArtTransformer2DModel
 from pipelines.gdt.groups import GROUP_KINDS, GroupSampler
 from pipelines.gdt.pipeline import GroupDiffusionConfig, GroupDiffusionPipeline
 from pipelines.gdt.vae import VAETrainConfig, train_vae
+from pipelines.training.schedule import warmup_cosine
 from tokenizers_media.text.encoders import TextEmbedding, TextEncoder, build_text_encoder
 
 logger = logging.getLogger(__name__)
@@ -133,8 +133,7 @@ def train_gdt(config: GDTTrainConfig, out_dir: Path, vae_dir: Path | None = None
     sampler = GroupSampler(g, preset.image_size, config.drop_shared, config.kinds)
     cache = CaptionCache(pipe.text_encoder)
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+    sched = warmup_cosine(optim, config.steps, config.warmup)
     scheduler = pipe.scheduler
     info: dict = {"config": asdict(config), "command": command}
     losses: list[float] = []
@@ -158,7 +157,7 @@ def train_gdt(config: GDTTrainConfig, out_dir: Path, vae_dir: Path | None = None
                         time.perf_counter() - start)
         if step % config.save_every == 0 or step == config.steps:
             info.update(step=step, loss=round(sum(losses[-100:]) / len(losses[-100:]), 4),
-                        wall_s=round(time.perf_counter() - start))
+                        elapsed_s=round(time.perf_counter() - start))
             _save(pipe, out_dir, info)
     return info
 
