@@ -1,1 +1,3 @@
-"""Training loops, one module per model; each writes a model directory loadable with ``from_pretrained``."""
+"""The training harness every trainer shares: ``run_dir`` (run directory, ``train_config.json``, the resume rule),
+``checkpoint`` (one atomic format), ``schedule`` (warm-up + cosine), ``progress`` (one bar), plus the GAN audio
+loop (``gan``), the KL-autoencoder loop (``vae``) and sample grids (``image_grid``)."""
