@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ClassifierTrainConfig:
-    steps: int = 1500
-    batch_size: int = 64
+    steps: int = 2000
+    batch_size: int = 32
     lr: float = 2e-3
     image_size: int = 64
     max_objects: int = 4
