@@ -101,12 +101,8 @@ def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_pr
     schedule = warmup_cosine(optimizer, config.steps, config.warmup_steps, min_ratio=0.05)
     step, log = 0, []
     if resume:
-        saved = run.load()
-        model.load_state_dict(saved.model)
-        optimizer.load_state_dict(saved.optimizer)
-        schedule.load_state_dict(saved.scheduler)
+        saved = run.restore(model, optimizer, schedule)
         step, log = saved.step, saved.extra["log"]
-        logger.info("resumed %s at step %d", out, step)
     sampler = ItemSampler(corpus, model, config.task_weights, config.seed + step)
     last = min(config.steps, stop_at or config.steps)
     model.train()

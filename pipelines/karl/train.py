@@ -134,12 +134,7 @@ def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = Tru
     sched = warmup_cosine(optim, config.steps, config.warmup_steps, min_ratio=0.1)
     start_step = 0
     if resume:
-        state = run.load()
-        model.load_state_dict(state.model)
-        optim.load_state_dict(state.optimizer)
-        sched.load_state_dict(state.scheduler)
-        start_step = state.step
-        logger.info("resuming from step %d", start_step)
+        start_step = run.restore(model, optim, sched).step
     world = ShapesWorld(model.config.image_size, config.min_objects, config.max_objects)
     fixed = world.batch("eval", 0, 16).images
     model.train(not config.halting_only)  # eval mode keeps a frozen codebook from restarting dead codes

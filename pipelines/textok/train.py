@@ -104,12 +104,7 @@ def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool =
     sched = warmup_cosine(optim, config.steps, config.warmup_steps, min_ratio=0.1)
     start_step = 0
     if resume:
-        state = run.load()
-        model.load_state_dict(state.model)
-        optim.load_state_dict(state.optimizer)
-        sched.load_state_dict(state.scheduler)
-        start_step = state.step
-        logger.info("resuming from step %d", start_step)
+        start_step = run.restore(model, optim, sched).step
     pool = _build_pool(model, config)
     sample_images, sample_captions = _sample_batch(model)
     schedule = None if config.perturb is None else PerturbationSchedule.for_total_steps(config.steps, *config.perturb)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 import types
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pipelines.training.checkpoint import Checkpoint
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 TRAIN_CONFIG_NAME = "train_config.json"
@@ -91,6 +94,15 @@ class RunDir:
         """The saved checkpoint; the clock continues from its ``elapsed_s``."""
         checkpoint = Checkpoint.load(self.checkpoint_path)
         self._earlier_s, self._started = checkpoint.elapsed_s, time.perf_counter()
+        return checkpoint
+
+    def restore(self, model: Any, optimizer: Any, scheduler: Any) -> Checkpoint:
+        """Load the checkpoint into the model, optimizer and scheduler (what every trainer resumes the same way)."""
+        checkpoint = self.load()
+        model.load_state_dict(checkpoint.model)
+        optimizer.load_state_dict(checkpoint.optimizer)
+        scheduler.load_state_dict(checkpoint.scheduler)
+        logger.info("resuming %s from step %d", self.path, checkpoint.step)
         return checkpoint
 
     def save(self, step: int, model: dict[str, Any], optimizer: dict[str, Any],

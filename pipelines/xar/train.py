@@ -124,13 +124,9 @@ def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: b
     sched = warmup_cosine(optim, config.steps, config.warmup_steps, min_ratio=1.0)
     step = 0
     if resume:
-        state = run.load()
-        model.load_state_dict(state.model)
+        state = run.restore(model, optim, sched)
         ema.load_state_dict(state.extra["ema"])
-        optim.load_state_dict(state.optimizer)
-        sched.load_state_dict(state.scheduler)
         step = state.step
-        logger.info("resumed at step %d", step)
     if (run.path / LATENTS).is_file():
         data = LatentDataset(**torch.load(run.path / LATENTS, weights_only=True))
     else:
