@@ -2,8 +2,7 @@
 in this process) and the FastAPI app served over HTTP by uvicorn on a thread. Started once per session, only by
 the tests that ask for them.
 
-Redelivery knobs are shortened (visibility timeout 4 s, sweep every 1 s, job lease 3 s) so fault tests finish in
-seconds; the lease keeps a job from running twice when a redelivery overtakes a run still in progress.
+Leases, the reaper and redelivery run with their default timeouts: the fault tests prove what users run.
 """
 
 from __future__ import annotations
@@ -29,10 +28,6 @@ import tests.slow_pipeline as slow_pipeline
 REPO = Path(__file__).resolve().parents[1]
 EMBEDDED_WORKER = "embedded@mediaforge"
 SERVICE_ENV = {
-    "MEDIAFORGE_VISIBILITY_TIMEOUT_S": "4",
-    "MEDIAFORGE_UNACKED_RESTORE_INTERVAL_S": "1",
-    "MEDIAFORGE_JOB_LEASE_S": "3",
-    "MEDIAFORGE_POLL_INTERVAL_S": "0.1",
     "MEDIAFORGE_WORKER_CONCURRENCY": "8",
     "MEDIAFORGE_RAY_NUM_CPUS": "2",
     "MEDIAFORGE_RAY_OBJECT_STORE_MB": "80",
@@ -53,7 +48,7 @@ def wav_bytes(seconds: float = 1.0, rate: int = 24000, freq: float = 220.0) -> b
 @pytest.fixture(scope="session")
 def service_settings(wavtokenizer_tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Environment for the service (also inherited by worker/API subprocesses): a zoo with wavtokenizer-tiny and
-    slow-echo, a data dir of the session's own, short redelivery knobs."""
+    slow-echo, a data dir of the session's own."""
     from workers.settings import get_settings
 
     root = tmp_path_factory.mktemp("svc")

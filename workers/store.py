@@ -10,7 +10,8 @@ Finished jobs expire after ``job_ttl_s``. Counters for /metrics (jobs entering e
 family, latency and batch-size histograms) live in Redis too, so every API replica reports the same numbers.
 
 Keys (``<p>`` is ``Settings.key_prefix``): ``<p>:job:<id>`` hash, ``<p>:jobs`` sorted set by creation time,
-``<p>:idem:<owner>:<key hash>``, ``<p>:lease:<id>``, ``<p>:events:<id>`` pub/sub channel, ``<p>:stats:*``,
+``<p>:idem:<owner>:<key hash>``, ``<p>:lease:<id>`` and ``<p>:deadlines`` (workers/leases.py),
+``<p>:events:<id>`` pub/sub channel, ``<p>:stats:*``,
 ``<p>:hist:*``, ``<p>:rate:<owner>``.
 """
 
@@ -41,7 +42,7 @@ def _lua_buckets(buckets: tuple[float, ...]) -> str:
 
 
 # KEYS: job hash, entered-state counters, queued-per-family counters, events channel, queue-wait histogram,
-#       run-time histogram.
+#       run-time histogram, lease deadlines (a final state takes the job off them: nobody need watch it).
 # ARGV: new state, ttl (0 = keep), now, then n and the n allowed current states, then field/value pairs.
 # Returns {status, previous state[, kind, created_at, started_at]}: status 1 moved, 0 refused, -1 no such job,
 # 2 refused because a cancel was requested (a success must then be recorded as a cancellation).
@@ -62,10 +63,13 @@ redis.call('HSET', KEYS[1], 'state', new)
 if new == 'running' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 local kind = redis.call('HGET', KEYS[1], 'kind')
 if cur ~= new then redis.call('HINCRBY', KEYS[2], kind .. '|' .. new, 1) end
-if cur == 'queued' and new ~= 'queued' then
-  redis.call('HINCRBY', KEYS[3], redis.call('HGET', KEYS[1], 'family'), -1)
+local family = redis.call('HGET', KEYS[1], 'family')
+if cur == 'queued' and new ~= 'queued' then redis.call('HINCRBY', KEYS[3], family, -1) end
+if cur ~= 'queued' and new == 'queued' then redis.call('HINCRBY', KEYS[3], family, 1) end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[7], string.match(KEYS[1], '[^:]+$'))
 end
-if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 local snap = redis.call('HMGET', KEYS[1], 'state', 'progress', 'message')
 redis.call('PUBLISH', KEYS[4], cjson.encode({state = snap[1], progress = tonumber(snap[2]), message = snap[3]}))
 local function observe(key, value)
@@ -113,8 +117,10 @@ def spec_hash(spec: dict[str, Any]) -> str:
 
 class JobStore(Keyspace):
     def __init__(self, client: redis.Redis, prefix: str = "mf", job_ttl_s: int = 7 * 24 * 3600,
-                 idempotency_ttl_s: int = 24 * 3600) -> None:
+                 idempotency_ttl_s: int = 24 * 3600, dispatch_grace_s: float = 15.0) -> None:
         super().__init__(client, prefix)
+        self.dispatch_grace_s = dispatch_grace_s
+        """How long a new queued job may go unclaimed before the reaper checks that its message still exists."""
         self.leases, self.rate = Leases(client, prefix), RateLimiter(client, prefix)
         self.metrics = Metrics(client, prefix)
         self.job_ttl_s, self.idempotency_ttl_s = job_ttl_s, idempotency_ttl_s
@@ -157,6 +163,7 @@ class JobStore(Keyspace):
             pipe.zadd(self._k("jobs"), {record.id: record.created_at})
             pipe.hincrby(self._k("stats", "queued"), family, 1)
             pipe.hincrby(self._k("stats", "entered"), f"{kind}|queued", 1)
+            pipe.zadd(self.leases.deadlines_key, {record.id: record.created_at + self.dispatch_grace_s})
             pipe.execute()
         return record, True
 
@@ -199,7 +206,8 @@ class JobStore(Keyspace):
         for key, value in fields.items():
             args += [key, json.dumps(value) if key in JSON_FIELDS else value]
         keys = [self.job_key(job_id), self._k("stats", "entered"), self._k("stats", "queued"),
-                self.events_channel(job_id), self._k("hist", "queue_wait_seconds"), self._k("hist", "run_seconds")]
+                self.events_channel(job_id), self._k("hist", "queue_wait_seconds"), self._k("hist", "run_seconds"),
+                self.leases.deadlines_key]
         status, previous, *rest = self._transition(keys=keys, args=args)
         if status != 1:
             return Transition(moved=False, previous=previous or None, cancel_won=status == 2)
@@ -213,20 +221,24 @@ class JobStore(Keyspace):
 
     def finish(self, job_id: str, state: State, *, outputs: dict[str, str] | None = None,
                error: JobError | None = None, message: str = "") -> Transition:
-        """Running -> ``state``. A success that lost to a cancel request is recorded as cancelled, without its
-        outputs (the returned transition's ``state`` says which)."""
+        """Running (or requeued) -> ``state``, once: a later answer is discarded and counted. A success that lost
+        to a cancel request is recorded as cancelled, without its outputs (the returned ``state`` says which)."""
         fields: dict[str, Any] = {"finished_at": time.time(), "message": message or state}
         if state == "succeeded":
             fields |= {"progress": 1.0, "outputs": outputs or {}}
         if error is not None:
             fields["error"] = error.model_dump()
-        result = self.transition(job_id, state, ("running",), **fields)
-        return self.finish(job_id, "cancelled") if result.cancel_won else result
+        # From queued too: a host that outlived its worker may answer after the reaper put the job back.
+        result = self.transition(job_id, state, ("queued", "running"), **fields)
+        if result.cancel_won:
+            return self.finish(job_id, "cancelled")
+        if not result.moved and result.previous in TERMINAL:
+            self.metrics.count("duplicate_results")  # a late second answer: discarded, but seen
+        return result
 
-    def fail_queued(self, job_id: str, error: JobError) -> Transition:
-        """A job that could not even start (bad input found by the worker, broker failure at submit)."""
-        return self.transition(job_id, "failed", ("queued", "running"), finished_at=time.time(),
-                               message="failed", error=error.model_dump())
+    def requeue(self, job_id: str, message: str) -> Transition:
+        """Running -> queued: its runner is gone (the reaper holds the lease while it does this)."""
+        return self.transition(job_id, "queued", ("running",), message=message, progress=0.0)
 
     def cancel(self, job_id: str) -> JobRecord | None:
         """Queued: cancelled at once. Running: flagged; the worker stops it at its next progress point."""

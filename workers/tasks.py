@@ -1,15 +1,19 @@
-"""``run_job(job_id)``: the one Celery task. A thin shell: load the job, lease it, call its model host, store.
+"""``run_job(job_id)``: the one Celery task. A thin shell: load the job, lease it, call its model host.
 
 It runs what the job record's ``target`` names (resolved once, at submit): no registry, zoo or params lookups.
 
-Idempotent by construction: a finished job is skipped; a lease (a Redis key renewed while the job runs) keeps a
-second delivery of a running job from running it twice at once; the terminal transition is one atomic check, so
-a job finishes once, and its outputs are content-addressed, so a re-run after a lost worker writes the same ids.
-Only transient faults (Ray actor lost, Redis connection) are retried; bad input fails the job at once.
+The job, not the message, is what a worker owns (workers/leases.py): the task takes the job's lease and renews it
+every third of the lease while the host works; the host records the final state itself, so a result outlives
+this task. A delivery of a job that someone else holds is acknowledged and dropped: the holder finishes it, and
+if the holder dies the reaper (workers/reaper.py) sends the job again once its lease lapses. Nothing here needs
+the broker after the message arrived: a host lost mid-job is retried in this task on a new host, and a job-store
+outage is waited out (workers/retry.py). The terminal transition is one atomic check, so a job finishes once.
+Bad input fails the job at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -18,22 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import redis
+from celery.signals import worker_ready
 from celery.utils.log import get_task_logger
 
 from pipelines.base import InputError
 from pipelines.zoo import ModelRef
 from workers.artifacts import ArtifactNotFound, ArtifactStore
 from workers.celery_app import app
-from workers.hosts import HostPool, init_ray
+from workers.hosts import HostPool, StoreAddress, failed_answer, init_ray, record_answer
 from workers.jobspec import JobSpec, resolve_job
+from workers.reaper import start_service_reaper
+from workers.retry import STORE_FAULTS, until_reachable
 from workers.settings import Settings, get_settings
-from workers.store import JobError, JobRecord, JobStore, JobTarget
+from workers.store import JobRecord, JobStore, JobTarget
 
 logger = get_task_logger(__name__)
 
-TRANSIENT = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.ObjectLostError,
-             ray.exceptions.GetTimeoutError, redis.ConnectionError, redis.TimeoutError)
+HOST_LOST = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.ObjectLostError)
+"""The model host died under the job: a new host can run it."""
 
 
 @dataclass
@@ -54,10 +60,12 @@ def worker_context() -> WorkerContext:
     with _context_lock:
         if _context is None:
             settings = get_settings()
-            store = JobStore.from_url(app.conf.mediaforge_redis_url, prefix=settings.key_prefix,
-                                      job_ttl_s=settings.job_ttl_s, idempotency_ttl_s=settings.idempotency_ttl_s)
+            redis_url = app.conf.mediaforge_redis_url
+            store = JobStore.from_url(redis_url, prefix=settings.key_prefix, job_ttl_s=settings.job_ttl_s,
+                                      idempotency_ttl_s=settings.idempotency_ttl_s)
             connect_ray(settings)
-            _context = WorkerContext(settings, store, ArtifactStore(settings.artifacts_root), HostPool(settings))
+            hosts = HostPool(settings, StoreAddress.of(settings, redis_url))
+            _context = WorkerContext(settings, store, ArtifactStore(settings.artifacts_root), hosts)
         return _context
 
 
@@ -75,49 +83,71 @@ def connect_ray(settings: Settings) -> None:
                  log_to_driver=False, configure_logging=False)
 
 
+@worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    """Every worker sweeps for jobs whose runner died, so one surviving worker is enough to recover them."""
+    start_service_reaper(get_settings(), app.conf.mediaforge_redis_url)
+
+
 @app.task(name="mediaforge.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self: Any, job_id: str) -> str:
     ctx = worker_context()
-    job = ctx.store.get(job_id)
-    if job is None or job.finished:
-        return "skipped"
     # Unique per execution: a redelivered message has the same task id and may reach the same worker.
     holder = f"{self.request.hostname}/{self.request.id}/{uuid.uuid4().hex[:8]}"
-    if not _wait_for_lease(ctx, job_id, holder):
+    job = _store_call(ctx, lambda: ctx.store.get(job_id), job_id)
+    if job is None or job.finished:
         return "skipped"
+    if not _store_call(ctx, lambda: ctx.store.leases.acquire(job_id, holder, ctx.settings.job_lease_s), job_id):
+        return "skipped"  # its holder runs it; should the holder die, the reaper sends it again
     try:
-        if not ctx.store.start(job_id).moved:
+        if not _store_call(ctx, lambda: ctx.store.start(job_id).moved, job_id):
             return "skipped"
-        try:
-            answer = _execute(ctx, job, holder)
-        except TRANSIENT as err:
-            if self.request.retries >= ctx.settings.task_max_retries:
-                ctx.store.finish(job_id, "failed", error=JobError(type=type(err).__name__, message=str(err)))
-                return "failed"
-            logger.warning("job %s: transient fault %r, retrying", job_id, err)
-            raise self.retry(exc=err, countdown=min(2 ** self.request.retries, 30)) from err
-        except Exception as err:
-            logger.exception("job %s failed", job_id)
-            ctx.store.finish(job_id, "failed", error=JobError(type=type(err).__name__, message=str(err)))
-            return "failed"
-        return _record(ctx, job, answer)
+        answer = _run(ctx, job, holder)
+        if answer.get("recorded"):
+            return answer["recorded"]
+        return _store_call(ctx, lambda: record_answer(ctx.store, job_id, answer), job_id)
     finally:
-        ctx.store.leases.release(job_id, holder)
+        with contextlib.suppress(*STORE_FAULTS):
+            ctx.store.leases.release(job_id, holder)
 
 
-def _wait_for_lease(ctx: WorkerContext, job_id: str, holder: str) -> bool:
-    """Take the job's lease, waiting while another delivery holds it; False if the job finished meanwhile.
+def _store_call(ctx: WorkerContext, call: Any, job_id: str) -> Any:
+    return until_reachable(call, ctx.settings.store_retry_s, f"job {job_id}")
 
-    A redelivery can overtake a run that is still alive (a job longer than the visibility timeout, or the runner
-    died and its lease has not lapsed yet). It waits here with its one message unacked, so a crash still hands it
-    on, rather than acking it and publishing a delayed copy with ``Task.retry``.
-    """
-    while not ctx.store.leases.acquire(job_id, holder, ctx.settings.job_lease_s):
-        job = ctx.store.get(job_id)
-        if job is None or job.finished:
-            return False
-        time.sleep(min(max(ctx.store.leases.ttl(job_id), 0.05), ctx.settings.poll_interval_s))
-    return True
+
+def _run(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
+    """The host's answer, on a new host after each one lost mid-job (``task_max_retries`` times)."""
+    attempt = 0
+    while True:
+        try:
+            return _execute(ctx, job, holder)
+        except HOST_LOST as err:
+            if attempt >= ctx.settings.task_max_retries:
+                return failed_answer(err)
+            logger.warning("job %s: model host lost (%r), retrying on a new host", job.id, err)
+            _sleep_holding(ctx, job.id, holder, min(2.0 ** attempt, 30.0))
+            attempt += 1
+        except Exception as err:
+            logger.exception("job %s failed", job.id)
+            return failed_answer(err)
+
+
+def _sleep_holding(ctx: WorkerContext, job_id: str, holder: str, seconds: float) -> None:
+    """Back off before a retry without letting the lease lapse."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, ctx.settings.heartbeat_s))
+        _heartbeat(ctx, job_id, holder)
+
+
+def _heartbeat(ctx: WorkerContext, job_id: str, holder: str) -> None:
+    """Renew the lease; if Redis lost it (a restart that dropped the last writes), take it again."""
+    try:
+        lease_s = ctx.settings.job_lease_s
+        if not ctx.store.leases.renew(job_id, holder, lease_s):
+            ctx.store.leases.acquire(job_id, holder, lease_s)
+    except STORE_FAULTS as err:  # the host keeps working; the lease is renewed once Redis is back
+        logger.warning("job %s: lease not renewed (%s)", job_id, err)
 
 
 def _execute(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
@@ -126,11 +156,11 @@ def _execute(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
         inputs = {name: (str(ctx.artifacts.path(aid)), ctx.artifacts.get(aid).filename)
                   for name, aid in job.inputs.items()}
     except (InputError, ArtifactNotFound) as err:
-        return {"status": "failed", "error": {"type": type(err).__name__, "message": str(err)}}
+        return failed_answer(err)
     model = ModelRef(target.model_name, Path(target.model_dir), target.model_class)
     try:
         return _call_host(ctx, job, model, target.pipeline, inputs, holder)
-    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+    except HOST_LOST:
         ctx.hosts.forget(model)
         raise
 
@@ -142,42 +172,45 @@ def _resolve_legacy(job: JobRecord) -> JobTarget:
 
 def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: str,
                inputs: dict[str, tuple[str, str]], holder: str) -> dict[str, Any]:
-    """Wait for the host's answer, relaying progress and a cancel request at every poll."""
+    """Wait for the host's answer, renewing the lease and relaying progress and a cancel request meanwhile."""
     host = ctx.hosts.get(model)
     ref = host.run.remote(job.id, pipeline, inputs, job.params)
     deadline = time.monotonic() + ctx.settings.host_call_timeout_s
-    cancel_sent, last, asked = False, None, None
+    relay = _Relay(ctx, job.id, host)
+    renewed = time.monotonic()
     while True:
         ready, _ = ray.wait([ref], timeout=ctx.settings.poll_interval_s)
         if ready:
             return ray.get(ref)
         if time.monotonic() > deadline:
             ray.cancel(ref)
-            return {"status": "failed", "error": {"type": "TimeoutError",
-                                                  "message": f"ran past {ctx.settings.host_call_timeout_s:g} s"}}
-        ctx.store.leases.renew(job.id, holder, ctx.settings.job_lease_s)
-        if not cancel_sent and ctx.store.cancel_requested(job.id):
-            host.cancel.remote(job.id)
-            cancel_sent = True
+            return failed_answer(TimeoutError(f"ran past {ctx.settings.host_call_timeout_s:g} s"))
+        if time.monotonic() - renewed >= ctx.settings.heartbeat_s:
+            _heartbeat(ctx, job.id, holder)
+            renewed = time.monotonic()
+        try:
+            relay.tick()
+        except STORE_FAULTS as err:
+            logger.warning("job %s: progress not relayed (%s)", job.id, err)
+
+
+class _Relay:
+    """Progress from the host to the job store, a cancel request from the store to the host."""
+
+    def __init__(self, ctx: WorkerContext, job_id: str, host: Any) -> None:
+        self.ctx, self.job_id, self.host = ctx, job_id, host
+        self.cancel_sent, self.last, self.asked = False, None, None
+
+    def tick(self) -> None:
+        store = self.ctx.store
+        if not self.cancel_sent and store.cancel_requested(self.job_id):
+            self.host.cancel.remote(self.job_id)
+            self.cancel_sent = True
         # Never block on the host here (it may still be loading its model): ask, and read the answer next time.
-        if asked is not None and ray.wait([asked], timeout=0)[0]:
-            progress, asked = ray.get(asked), None
-            if progress is not None and progress != last:
-                last = progress
-                ctx.store.set_progress(job.id, *progress)
-        if asked is None:
-            asked = host.progress.remote(job.id)
-
-
-def _record(ctx: WorkerContext, job: JobRecord, answer: dict[str, Any]) -> str:
-    """Store the host's answer: one round trip for the batch-size observation, one for the final state."""
-    if "batch_size" in answer:
-        ctx.store.metrics.observe("batch_size", job.model, answer["batch_size"])
-    status = answer["status"]
-    if status == "succeeded":
-        moved = ctx.store.finish(job.id, "succeeded", outputs=answer["outputs"])
-    elif status == "cancelled":
-        moved = ctx.store.finish(job.id, "cancelled")
-    else:
-        moved = ctx.store.finish(job.id, "failed", error=JobError(**answer["error"]))
-    return moved.state or status
+        if self.asked is not None and ray.wait([self.asked], timeout=0)[0]:
+            progress, self.asked = ray.get(self.asked), None
+            if progress is not None and progress != self.last:
+                self.last = progress
+                store.set_progress(self.job_id, *progress)
+        if self.asked is None:
+            self.asked = self.host.progress.remote(self.job_id)

@@ -13,7 +13,7 @@ from pipelines.registry import pipeline_target
 from pipelines.zoo import ModelRef
 from tests.service_fixtures import wav_bytes
 from tests.slow_pipeline import MODEL_CLASS
-from workers.hosts import HostPool, estimate_host_bytes, list_hosts
+from workers.hosts import HostPool, StoreAddress, estimate_host_bytes, list_hosts
 from workers.settings import BatchConfig
 
 
@@ -21,7 +21,7 @@ def test_concurrent_calls_are_batched_and_match_single_calls(service: Any, wavto
     settings = service.settings.model_copy(update={
         "ray_namespace": "test-batching",
         "batching": {"batched-tiny": BatchConfig(max_batch=8, max_wait_ms=200)}})
-    pool = HostPool(settings)
+    pool = HostPool(settings, StoreAddress.of(settings, service.redis_url))
     host = pool.get(ModelRef("batched-tiny", wavtokenizer_tiny_dir, "WavTokenizer"))
     # Unequal lengths: each job's answer must have its own clip's frame count (no mix-ups inside a batch).
     clips = [service.artifacts.put(wav_bytes(0.3 + 0.1 * i, freq=150.0 + 40 * i), f"c{i}.wav") for i in range(6)]
@@ -58,7 +58,7 @@ def test_least_recently_used_idle_host_is_unloaded_past_the_budget(service: Any,
     per_host = estimate_host_bytes(refs[0].path)
     settings = service.settings.model_copy(update={"ray_namespace": "test-lru",
                                                    "host_memory_budget_mb": 2.5 * per_host / 2**20})
-    pool = HostPool(settings)
+    pool = HostPool(settings, StoreAddress.of(settings, service.redis_url))
     clip = service.artifacts.put(wav_bytes(0.1), "c.wav")
     inputs = {"audio": (str(service.artifacts.path(clip.id)), "c.wav")}
     target = pipeline_target("audio.tokenize", MODEL_CLASS)
