@@ -9,25 +9,29 @@ Data: ``pipelines.gdt.groups`` (four group kinds, captions that sometimes leave 
 rendered on the fly from the ``train`` split; batch i is groups batch i, so runs with the same seed see the
 same data. Captions go through the frozen MiniLM once per distinct caption (a cache: the caption vocabulary
 is a few hundred strings); 10 % of captions are replaced by the null caption for classifier-free guidance.
-The latent space is a small ``AutoencoderKL`` (``pipelines.gdt.vae``), trained first unless given.
+The latent space is a small ``AutoencoderKL`` (``pipelines.training.vae``, preset ``gdt``), trained first unless
+given. The run directory, checkpoint, resume rule, schedule and progress bar are the training harness's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, PixArtTransformer2DModel
+from torch import nn
 
 from pipelines.gdt.groups import GROUP_KINDS, GroupSampler
 from pipelines.gdt.pipeline import GroupDiffusionConfig, GroupDiffusionPipeline
-from pipelines.gdt.vae import VAETrainConfig, train_vae
+from pipelines.training.progress import TrainProgress
+from pipelines.training.run_dir import RunDir
 from pipelines.training.schedule import warmup_cosine
+from pipelines.training.vae import PRESETS as VAE_PRESETS
+from pipelines.training.vae import VAE_RUN, VAETrainConfig, build_vae, trained_vae
 from tokenizers_media.text.encoders import TextEmbedding, TextEncoder, build_text_encoder
 
 logger = logging.getLogger(__name__)
@@ -64,6 +68,8 @@ class GDTTrainConfig:
     kinds: tuple[str, ...] = GROUP_KINDS
     """Group kinds to train on (``pipelines.gdt.groups``), drawn uniformly from this tuple: a repeated kind
     is drawn more often."""
+    vae_steps: int = VAE_PRESETS["gdt"].steps
+    """Steps of the VAE phase (run only without ``vae_dir``)."""
     save_every: int = 500
     seed: int = 0
 
@@ -113,53 +119,82 @@ class CaptionCache:
         return TextEmbedding(tokens, mask)
 
 
-def train_gdt(config: GDTTrainConfig, out_dir: Path, vae_dir: Path | None = None, command: str = "") -> dict:
-    """Train (the VAE first when ``vae_dir`` is None) and save a pipeline folder with a model card."""
+def train_gdt(config: GDTTrainConfig, out_dir: Path, *, resume: bool = False, show_progress: bool = True,
+              vae_dir: Path | None = None, command: str = "") -> dict:
+    """Train (with ``resume``, continue the run in ``out_dir``) and save a pipeline folder with a model card
+    (``train_info.json``: the config, ``command``, step, loss, training seconds).
+
+    ``vae_dir``: a trained ``AutoencoderKL`` folder. Without it the run trains one first in ``out_dir/vae-run``
+    (``pipelines.training.vae``, preset ``gdt``, ``vae_steps``), after the run's step-0 checkpoint, so a run
+    stopped in that phase resumes it. The rate warms up over ``warmup`` steps, then decays along a cosine.
+    """
     if config.preset not in PRESETS:
         raise ValueError(f"unknown preset {config.preset!r}; presets are {sorted(PRESETS)}")
     preset = PRESETS[config.preset]
-    out_dir = Path(out_dir)
-    start = time.perf_counter()
-    if vae_dir is None:
-        vae_dir = out_dir / "vae-run"
-        logger.info("vae: %s", train_vae(VAETrainConfig(image_size=preset.image_size, seed=config.seed), vae_dir))
-    vae = AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
+    run, config = RunDir.open(out_dir, config, resume)
+    vae_config = VAETrainConfig.from_preset("gdt", image_size=preset.image_size, steps=config.vae_steps,
+                                            seed=config.seed)
+    # Until the VAE phase has run, an untrained VAE of the same sizes stands in (the pipeline needs its shape).
+    vae = build_vae(vae_config) if vae_dir is None else AutoencoderKL.from_pretrained(vae_dir)
     torch.manual_seed(config.seed)
     g = config.group_size
     text_encoder = build_text_encoder(preset.text_encoder, preset.heads * preset.head_dim, preset.max_tokens)
     pipe = build_pipeline(preset, vae, text_encoder, 1 if config.single_image else g, config.same_image_bias)
-    transformer = pipe.transformer.train()
-    params = list(transformer.parameters()) + ([] if pipe.group_bias is None else list(pipe.group_bias.parameters()))
+    trained = nn.ModuleDict({"transformer": pipe.transformer} | ({} if pipe.group_bias is None
+                                                                 else {"group_bias": pipe.group_bias}))
+    optim = torch.optim.AdamW(trained.parameters(), lr=config.lr, weight_decay=0.0)
+    sched = warmup_cosine(optim, config.steps, config.warmup)
+    step, losses = 0, []
+    if resume:
+        state = run.restore(trained, optim, sched)
+        step, losses = state.step, state.extra["losses"]
+        torch.set_rng_state(state.extra["torch_rng"])
+    info: dict = {"config": asdict(config), "command": command}
+
+    def save(pipeline_too: bool = True) -> None:
+        run.save(step, trained.state_dict(), optim.state_dict(), sched.state_dict(),
+                 torch_rng=torch.get_rng_state(), losses=losses[-100:])
+        if pipeline_too:
+            info.update(step=step, loss=round(_mean(losses[-100:]), 4), elapsed_s=round(run.elapsed_s))
+            _save(pipe, run.path, info)
+
+    if not resume:
+        save(pipeline_too=False)
+    if vae_dir is None:
+        pipe.vae = trained_vae(vae_config, run.path / VAE_RUN, show_progress)
+    vae = pipe.vae.eval().requires_grad_(False)
     sampler = GroupSampler(g, preset.image_size, config.drop_shared, config.kinds)
     cache = CaptionCache(pipe.text_encoder)
-    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    sched = warmup_cosine(optim, config.steps, config.warmup)
     scheduler = pipe.scheduler
-    info: dict = {"config": asdict(config), "command": command}
-    losses: list[float] = []
-    for step in range(1, config.steps + 1):
-        batch = sampler.batch("train", step, config.groups_per_step)
-        with torch.no_grad():
-            latents = vae.encode(batch.images * 2 - 1).latent_dist.sample() * vae.config.scaling_factor
-            text = cache.embed(batch.captions, torch.rand(len(batch.captions)) < config.caption_dropout)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (config.groups_per_step,)).repeat_interleave(g)
-        noise = torch.randn_like(latents)
-        eps = pipe.predict_noise(scheduler.add_noise(latents, noise, t), t, text)
-        loss = F.mse_loss(eps, noise)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 50 == 0:
-            logger.info("step %d loss %.4f (mean of last 50) %.0f s", step, sum(losses[-50:]) / 50,
-                        time.perf_counter() - start)
-        if step % config.save_every == 0 or step == config.steps:
-            info.update(step=step, loss=round(sum(losses[-100:]) / len(losses[-100:]), 4),
-                        elapsed_s=round(time.perf_counter() - start))
-            _save(pipe, out_dir, info)
+    pipe.transformer.train()
+    with TrainProgress("gdt", config.steps, step, show_progress) as bar:
+        while step < config.steps:
+            step += 1  # 1-based: batch ``step`` of the groups
+            batch = sampler.batch("train", step, config.groups_per_step)
+            with torch.no_grad():
+                latents = vae.encode(batch.images * 2 - 1).latent_dist.sample() * vae.config.scaling_factor
+                text = cache.embed(batch.captions, torch.rand(len(batch.captions)) < config.caption_dropout)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (config.groups_per_step,)).repeat_interleave(g)
+            noise = torch.randn_like(latents)
+            eps = pipe.predict_noise(scheduler.add_noise(latents, noise, t), t, text)
+            loss = F.mse_loss(eps, noise)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+            optim.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.update(step, {"loss": losses[-1]})
+            if step % 50 == 0:
+                logger.info("step %d loss %.4f (mean of last 50) %.0f s", step, _mean(losses[-50:]), run.elapsed_s)
+            if step % config.save_every == 0 and step < config.steps:
+                save()
+    save()
     return info
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def _save(pipe: GroupDiffusionPipeline, out_dir: Path, info: dict) -> None:

@@ -9,7 +9,7 @@ picked; entities before k are clean (t = 0), entity k is noised, later ones are 
 k through the mask); the loss covers entity k only. Same pass, same batch: the comparison is at equal steps.
 
 Class labels are replaced by the null class with probability ``class_dropout`` (for guidance). The EMA of the
-weights is what gets saved. ``resume`` continues the run in ``out`` (possibly with more ``steps``).
+weights is what gets saved. ``resume`` continues the run in ``out_dir`` (possibly with more ``steps``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pipelines.data.shapes import NUM_CLASSES, ShapesWorld, class_name
 from pipelines.training.progress import TrainProgress
 from pipelines.training.run_dir import RunDir
 from pipelines.training.schedule import warmup_cosine
+from pipelines.training.vae import class_batch
 from pipelines.xar.model import XAR
-from pipelines.xar.vae import class_batch
 
 logger = logging.getLogger(__name__)
 LATENTS = "latents.pt"
@@ -109,11 +109,12 @@ class LatentDataset:
         return (self.mean[idx] + self.std[idx] * noise) * scaling_factor, self.labels[idx]
 
 
-def train_xar(config: XARTrainConfig, vae_dir: Path, out: Path, show_progress: bool = True,
-              resume: bool = False) -> dict[str, float]:
-    """Train (with ``resume``, continue the run in ``out``) and save the EMA model to ``out``, the VAE to
-    ``out/vae``. The rate warms up linearly and then stays flat (xAR's recipe: ``min_ratio=1``)."""
-    run, config = RunDir.open(out, config, resume)
+def train_xar(config: XARTrainConfig, out_dir: Path, *, vae_dir: Path, resume: bool = False,
+              show_progress: bool = True) -> dict[str, float]:
+    """Train on the latents of the ``AutoencoderKL`` in ``vae_dir`` (``pipelines.training.vae``, preset ``xar``)
+    (with ``resume``, continue the run in ``out_dir``) and save the EMA model to ``out_dir``, the VAE to
+    ``out_dir/vae``. The rate warms up linearly and then stays flat (xAR's recipe: ``min_ratio=1``)."""
+    run, config = RunDir.open(out_dir, config, resume)
     torch.manual_seed(config.seed)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
     names = tuple(class_name(i) for i in range(NUM_CLASSES))

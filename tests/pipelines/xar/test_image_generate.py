@@ -10,8 +10,9 @@ from pipelines.base import InputError, Request
 from pipelines.data.shapes import NUM_CLASSES, class_name
 from pipelines.media import Image
 from pipelines.registry import get_pipeline_class
+from pipelines.training.vae import PRESETS as VAE_PRESETS
+from pipelines.training.vae import build_vae
 from pipelines.xar.model import XAR
-from pipelines.xar.vae import shapes_vae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,7 +23,7 @@ def pipeline(tmp_path_factory):
     directory = tmp_path_factory.mktemp("xar-tiny")
     names = tuple(class_name(i) for i in range(NUM_CLASSES))
     XAR.from_preset("tiny", class_names=names).save_pretrained(directory)
-    shapes_vae().save_pretrained(directory / "vae")
+    build_vae(VAE_PRESETS["xar"]).save_pretrained(directory / "vae")
     return get_pipeline_class("image.generate", "XAR").load(directory)
 
 

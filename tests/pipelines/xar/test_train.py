@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
+from pipelines.training.vae import PRESETS as VAE_PRESETS
+from pipelines.training.vae import build_vae
 from pipelines.xar.model import XAR
 from pipelines.xar.train import XARTrainConfig, flow_matching_loss, sample_times, train_xar
-from pipelines.xar.vae import shapes_vae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,19 +48,19 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
 @pytest.mark.slow
 def test_train_saves_and_resumes(tmp_path):
     torch.manual_seed(0)
-    vae = shapes_vae()
+    vae = build_vae(VAE_PRESETS["xar"])
     vae.save_pretrained(tmp_path / "vae")
     config = XARTrainConfig(steps=2, batch_size=4, checkpoint_every=1, warmup_steps=1, dataset_size=8)
-    info = train_xar(config, tmp_path / "vae", tmp_path / "run", show_progress=False)
+    info = train_xar(config, tmp_path / "run", vae_dir=tmp_path / "vae", show_progress=False)
     assert info["step"] == 2 and (tmp_path / "run" / "vae" / "config.json").is_file()
     model = XAR.from_pretrained(tmp_path / "run")
     assert model.config.class_names[0] == "red circle"
     longer = XARTrainConfig(steps=3, batch_size=4, checkpoint_every=1, warmup_steps=1, dataset_size=8)
     with pytest.raises(FileExistsError, match="not empty"):
-        train_xar(longer, tmp_path / "vae", tmp_path / "run", show_progress=False)
-    assert train_xar(longer, tmp_path / "vae", tmp_path / "run", show_progress=False, resume=True)["step"] == 3
+        train_xar(longer, tmp_path / "run", vae_dir=tmp_path / "vae", show_progress=False)
+    assert train_xar(longer, tmp_path / "run", vae_dir=tmp_path / "vae", show_progress=False, resume=True)["step"] == 3
     assert not torch.equal(XAR.from_pretrained(tmp_path / "run").z_proj.weight, model.z_proj.weight)
     other = XARTrainConfig(steps=4, batch_size=4, checkpoint_every=1, warmup_steps=1, dataset_size=8, lr=1e-3)
-    train_xar(other, tmp_path / "vae", tmp_path / "run", show_progress=False, resume=True)
+    train_xar(other, tmp_path / "run", vae_dir=tmp_path / "vae", show_progress=False, resume=True)
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert (saved["steps"], saved["lr"]) == (4, longer.lr)  # a resume keeps the run's recipe, extends its steps
