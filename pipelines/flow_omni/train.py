@@ -49,6 +49,9 @@ class FlowOmniTrainConfig:
     """dtype of the saved model.safetensors (``float16`` halves a shipped file; training is always float32)."""
 
     def __post_init__(self) -> None:
+        if len(self.task_weights) != len(TASKS) or min(self.task_weights) < 0 or sum(self.task_weights) <= 0:
+            raise ValueError(f"task_weights must be {len(TASKS)} non-negative weights (asr, tts, s2s, t2t) with a "
+                             f"positive sum, got {self.task_weights}")
         if self.save_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(f"save_dtype must be float32, float16 or bfloat16, got {self.save_dtype!r}")
 
@@ -84,11 +87,11 @@ def attach_codes(corpus: DialogueCorpus, codec: CodecBridge) -> None:
         exchange.answer_mel = codec.to_codes(from_int16(exchange.answer_wav)).float()
 
 
-def train_flow_omni(config: FlowOmniTrainConfig, output_dir: str | Path, show_progress: bool = True,
-                    stop_at: int | None = None, cache_dir: str | Path | None = None,
-                    resume: bool = False) -> FlowOmni:
-    """Train (with ``resume``, continue the run in ``output_dir``) and save the model to ``output_dir``."""
-    run, config = RunDir.open(output_dir, config, resume)
+def train_flow_omni(config: FlowOmniTrainConfig, out_dir: str | Path, *, resume: bool = False,
+                    show_progress: bool = True, stop_at: int | None = None,
+                    cache_dir: str | Path | None = None) -> FlowOmni:
+    """Train (with ``resume``, continue the run in ``out_dir``) and save the model to ``out_dir``."""
+    run, config = RunDir.open(out_dir, config, resume)
     out = run.path
     torch.manual_seed(config.seed)
     model = FlowOmni.from_preset(config.preset, output=config.output)

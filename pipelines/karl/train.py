@@ -112,8 +112,8 @@ class StepStats:
     vq: float
 
 
-def train_karl(config: KARLTrainConfig, out_dir: Path, show_progress: bool = True,
-               stop_at: int | None = None, resume: bool = False) -> KARL:
+def train_karl(config: KARLTrainConfig, out_dir: Path, *, resume: bool = False, show_progress: bool = True,
+               stop_at: int | None = None) -> KARL:
     """Train (with ``resume``, continue the run in ``out_dir``) and save the model directory.
 
     ``stop_at`` ends this session after that many steps (checkpointed, model saved) without changing the

@@ -31,9 +31,13 @@ class ClassifierTrainConfig:
     seed: int = 0
 
 
-def train_shapes_classifier(config: ClassifierTrainConfig, out_dir: Path, show_progress: bool = True,
-                            command: str = "") -> dict[str, float]:
-    """Train, evaluate on the held-out split, save the model directory with a README; returns the metrics."""
+def train_shapes_classifier(config: ClassifierTrainConfig, out_dir: Path, *, resume: bool = False,
+                            show_progress: bool = True, command: str = "") -> dict[str, float]:
+    """Train, evaluate on the held-out split, save the model directory with a README; returns the metrics.
+
+    A run keeps no checkpoint (minutes on a CPU), so ``resume`` is refused rather than silently ignored."""
+    if resume:
+        raise ValueError("shapes-classifier runs keep no checkpoint: nothing to resume, start over instead")
     torch.manual_seed(config.seed)
     world = ShapesWorld(config.image_size, min_objects=1, max_objects=config.max_objects)
     model = ShapesClassifier.from_preset("tiny", image_size=config.image_size)

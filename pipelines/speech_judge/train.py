@@ -162,9 +162,13 @@ def corpus_per(model: PhonemeRecognizer, corpus: JudgeCorpus, batch_size: int = 
     return phone_error_rate(hyps, corpus.phonemes)
 
 
-def train_speech_judge(config: JudgeTrainConfig, out_dir: Path, show_progress: bool = True,
+def train_speech_judge(config: JudgeTrainConfig, out_dir: Path, *, resume: bool = False, show_progress: bool = True,
                        command: str = "") -> dict[str, float]:
-    """Train, evaluate on held-out sentences, save the model directory with a README; returns the metrics."""
+    """Train, evaluate on held-out sentences, save the model directory with a README; returns the metrics.
+
+    A run keeps no checkpoint (minutes on a CPU), so ``resume`` is refused rather than silently ignored."""
+    if resume:
+        raise ValueError("speech-judge runs keep no checkpoint: nothing to resume, start over instead")
     torch.manual_seed(config.seed)
     train = judge_corpus("train", config.codec_sentences, config.dialogue_sentences, config.seed)
     model = PhonemeRecognizer.from_preset(config.preset, vocab_size=len(PHONEME_INVENTORY),

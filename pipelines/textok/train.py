@@ -91,8 +91,8 @@ class _Pool:
         return self.images[index], captions, TextEmbedding(self.text.tokens[index].float(), self.text.mask[index])
 
 
-def train_textok(config: TexTokTrainConfig, out_dir: Path, show_progress: bool = True,
-                 resume: bool = False) -> dict[str, float]:
+def train_textok(config: TexTokTrainConfig, out_dir: Path, *, resume: bool = False,
+                 show_progress: bool = True) -> dict[str, float]:
     """Train (with ``resume``, continue the run in ``out_dir``), evaluate, save the model and ``metrics.json``."""
     run, config = RunDir.open(out_dir, config, resume)
     out_dir = run.path

@@ -105,13 +105,13 @@ class VocoderTrainer(GanTrainer):
         return logs
 
 
-def train_vocoder(config: VocoderTrainConfig, output_dir: str | Path, resume: bool = False, progress: bool = True,
+def train_vocoder(config: VocoderTrainConfig, out_dir: str | Path, *, resume: bool = False, show_progress: bool = True,
                   cache_dir: str | Path | None = None, evaluate_clips: int = 10, command: str = "") -> Path:
-    """Train (or, with ``resume``, continue) a mel vocoder; saves the model and its card in ``output_dir``.
+    """Train (or, with ``resume``, continue) a mel vocoder; saves the model and its card in ``out_dir``.
 
     ``evaluate_clips`` held-out sentences per voice set go into the card's table (0: no evaluation, no card).
     """
-    run, config = RunDir.open(output_dir, config, resume, extendable=("steps", "mel_only_steps"))
+    run, config = RunDir.open(out_dir, config, resume, extendable=("steps", "mel_only_steps"))
     clips = training_clips(config, cache_dir)
     logger.info("training clips: %d, %.0f s", len(clips), sum(len(c) for c in clips) / 24_000)
     sampler = CropSampler(clips, round(config.crop_seconds * 24_000), seed=config.seed)
@@ -119,7 +119,7 @@ def train_vocoder(config: VocoderTrainConfig, output_dir: str | Path, resume: bo
     if resume:
         trainer.load_checkpoint(run.load())
         logger.info("resumed from step %d", trainer.step)
-    trainer.fit(run, progress)
+    trainer.fit(run, show_progress)
     elapsed_s = run.elapsed_s
     trainer.model.eval()
     trainer.model.save_pretrained(run.path)

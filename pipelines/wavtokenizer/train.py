@@ -20,7 +20,7 @@ Departures from the official recipe, for a CPU budget:
 
 The output directory holds the harness's ``checkpoint.pt`` (model, discriminators, optimizers, schedulers, step,
 data and torch RNG state) written every ``checkpoint_every`` steps, snapshots ``snapshots/step-N/`` (a loadable model
-directory each), and at the end the final model via ``save_pretrained(output_dir)``.
+directory each), and at the end the final model via ``save_pretrained(out_dir)``.
 """
 
 from __future__ import annotations
@@ -147,15 +147,15 @@ class WavTokenizerTrainer(GanTrainer):
             self.model.save_pretrained(run.path / "snapshots" / f"step-{self.step}")
 
 
-def train_wavtokenizer(config: TrainConfig, output_dir: str | Path, resume: bool = False, progress: bool = True,
+def train_wavtokenizer(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, show_progress: bool = True,
                        cache_dir: str | Path | None = None, stop_at: int | None = None) -> Path:
-    """Train (or, with ``resume``, continue) a WavTokenizer; returns ``output_dir`` holding the final model.
+    """Train (or, with ``resume``, continue) a WavTokenizer; returns ``out_dir`` holding the final model.
 
-    ``resume`` continues the run in ``output_dir`` with the config saved there (``steps`` and ``mel_only_steps``
-    from this call); without it ``output_dir`` must be new or empty. ``stop_at`` ends this session after that
+    ``resume`` continues the run in ``out_dir`` with the config saved there (``steps`` and ``mel_only_steps``
+    from this call); without it ``out_dir`` must be new or empty. ``stop_at`` ends this session after that
     many steps (checkpoint and current model saved), leaving the schedule of the full run intact for a resume.
     """
-    run, config = RunDir.open(output_dir, config, resume, extendable=("steps", "mel_only_steps"))
+    run, config = RunDir.open(out_dir, config, resume, extendable=("steps", "mel_only_steps"))
     corpus = build_corpus("train", config.train_utterances, seed=config.seed, cache_dir=cache_dir)
     logger.info("training corpus: %d utterances, %.0f s", len(corpus), corpus.seconds)
     sampler = CropSampler(corpus.clips, round(config.crop_seconds * corpus.sample_rate), config.tone_prob,
@@ -164,7 +164,7 @@ def train_wavtokenizer(config: TrainConfig, output_dir: str | Path, resume: bool
     if resume:
         trainer.load_checkpoint(run.load())
         logger.info("resumed from step %d", trainer.step)
-    trainer.fit(run, progress, stop_at)
+    trainer.fit(run, show_progress, stop_at)
     trainer.model.eval()
     trainer.model.save_pretrained(run.path)
     return run.path

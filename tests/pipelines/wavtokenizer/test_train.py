@@ -50,13 +50,13 @@ def test_gan_phase_trains_discriminators(cache_dir) -> None:
 
 
 def test_resume_continues_exactly(tmp_path, cache_dir) -> None:
-    straight = train_wavtokenizer(_config(), tmp_path / "straight", progress=False, cache_dir=cache_dir)
+    straight = train_wavtokenizer(_config(), tmp_path / "straight", show_progress=False, cache_dir=cache_dir)
     split = tmp_path / "split"
-    train_wavtokenizer(_config(), split, progress=False, cache_dir=cache_dir, stop_at=4)
+    train_wavtokenizer(_config(), split, show_progress=False, cache_dir=cache_dir, stop_at=4)
     assert Checkpoint.load(split / CHECKPOINT_NAME).step == 4
     with pytest.raises(FileExistsError):
-        train_wavtokenizer(_config(), split, progress=False, cache_dir=cache_dir)
-    train_wavtokenizer(_config(), split, resume=True, progress=False, cache_dir=cache_dir)
+        train_wavtokenizer(_config(), split, show_progress=False, cache_dir=cache_dir)
+    train_wavtokenizer(_config(), split, resume=True, show_progress=False, cache_dir=cache_dir)
     assert Checkpoint.load(split / CHECKPOINT_NAME).step == 6
     a, b = WavTokenizer.from_pretrained(straight), WavTokenizer.from_pretrained(split)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
