@@ -57,6 +57,20 @@ class DialogueScores:
     questions: int
 
 
+@dataclass(frozen=True)
+class FlowOmniEvalConfig:
+    """What ``mediaforge eval flow-omni`` may set (unseen material, noise level, flow steps)."""
+
+    num_statements: int = 30
+    """Unseen sentences (TTS and ASR)."""
+    num_dialogues: int = 30
+    """Unseen questions (speech-to-speech and text-to-text)."""
+    snr_db: float = 10.0
+    """White-noise level of the noisy spoken prompts."""
+    flow_steps: int | None = GenerationOptions.flow_steps
+    """Euler steps per frame group (``None``: the model's)."""
+
+
 def add_noise(wav: torch.Tensor, snr_db: float | None, seed: int) -> torch.Tensor:
     """White noise at ``snr_db`` dB below the clip's power (None: the clean clip)."""
     if snr_db is None:

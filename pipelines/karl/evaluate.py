@@ -21,6 +21,15 @@ from pipelines.evaluation.metrics import psnr, ssim
 from tokenizers_media.image.karl import KARL
 
 
+@dataclass(frozen=True)
+class KARLEvalConfig:
+    """What ``mediaforge eval karl`` may set; :func:`evaluate_karl`'s defaults are these."""
+
+    num_images: int = 512
+    halt_threshold: float | None = None
+    """Halting threshold for the adaptive and complexity tables (``None``: the model's config)."""
+
+
 @dataclass
 class KARLReport:
     fixed: list[tuple[int, float, float, float]]
@@ -64,10 +73,11 @@ def _groups(batch: ShapesBatch) -> list[str]:
 
 
 @torch.no_grad()
-def evaluate_karl(model: KARL, num_images: int = 512, token_counts: tuple[int, ...] | None = None,
+def evaluate_karl(model: KARL, num_images: int = KARLEvalConfig.num_images,
+                  token_counts: tuple[int, ...] | None = None,
                   targets: tuple[float, ...] = (0.02, 0.03, 0.04, 0.05, 0.07, 0.1, 0.14),
-                  complexity_targets: tuple[float, ...] = (0.04, 0.07, 0.1), halt_threshold: float | None = None
-                  ) -> KARLReport:
+                  complexity_targets: tuple[float, ...] = (0.04, 0.07, 0.1),
+                  halt_threshold: float | None = KARLEvalConfig.halt_threshold) -> KARLReport:
     """``halt_threshold`` applies to the adaptive and complexity tables (default: the model's)."""
     c = model.config
     counts = token_counts or tuple(sorted({2**k for k in range(c.max_tokens.bit_length())} | {c.max_tokens}))

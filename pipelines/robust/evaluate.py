@@ -40,6 +40,28 @@ class Perturbation:
 
 
 @dataclass(frozen=True)
+class PScoreConfig:
+    """What ``mediaforge eval pscore`` may set; :func:`pscore` and :func:`karl_round_trip` default to these.
+
+    ``alpha`` and ``delta`` have no default: the paper's evaluation values are unreleased."""
+
+    alpha: float
+    """Probability that a token is replaced."""
+    delta: int
+    """The replacement is drawn uniformly among the ``delta`` nearest codes (0 = the token itself)."""
+    seed: int = 0
+    num_images: int = 1000
+    target_error: float = 0.05
+    """KARL's target per-image L1."""
+    max_tokens: int | None = None
+    """KARL's token budget (``None``: the model's)."""
+
+    @property
+    def perturbation(self) -> Perturbation:
+        return Perturbation(self.alpha, self.delta, self.seed)
+
+
+@dataclass(frozen=True)
 class PScoreResult:
     """Proxy Frechet distances, clean (proxy rFID) and perturbed (proxy pFID), with what produced them."""
 
@@ -55,7 +77,8 @@ class PScoreResult:
                 f"proxy rFID (unperturbed, same images and features): {self.clean:.3f}")
 
 
-def karl_round_trip(model: KARL, target_error: float = 0.05, max_tokens: int | None = None) -> RoundTrip:
+def karl_round_trip(model: KARL, target_error: float = PScoreConfig.target_error,
+                    max_tokens: int | None = PScoreConfig.max_tokens) -> RoundTrip:
     """Round trip through a quantised KARL; perturbation touches only the active (unpadded) tokens."""
     if model.quantizer is None:
         raise ValueError("pscore needs a quantised KARL: a continuous one has no codes to perturb")
@@ -100,7 +123,7 @@ def textok_round_trip(model: TexTok) -> RoundTrip:
 
 @torch.no_grad()
 def pscore(round_trip: RoundTrip, classifier: ShapesClassifier, image_size: int, perturbation: Perturbation,
-           num_images: int = 1000, batch_size: int = 100, max_objects: int = 4) -> PScoreResult:
+           num_images: int = PScoreConfig.num_images, batch_size: int = 100, max_objects: int = 4) -> PScoreResult:
     """Proxy FD of clean and perturbed round trips of ``num_images`` held-out (``eval`` split) images.
 
     The eval batches start at index 1000 so they never overlap the training runs' fixed sample batch (index 0).

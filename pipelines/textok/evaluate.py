@@ -30,6 +30,13 @@ BATCH_SIZE = 128
 
 
 @dataclass(frozen=True)
+class TexTokEvalConfig:
+    """What ``mediaforge eval textok`` may set; :func:`evaluate_textoks`'s defaults are these."""
+
+    num_images: int = 512
+
+
+@dataclass(frozen=True)
 class SemanticScores:
     proxy_rfid: float
     object_recall: float
@@ -52,15 +59,15 @@ class TexTokReport:
 
 
 @torch.no_grad()
-def evaluate_textok(model: TexTok, num_images: int = 512, classifier: ShapesClassifier | None = None
-                    ) -> TexTokReport:
+def evaluate_textok(model: TexTok, num_images: int = TexTokEvalConfig.num_images,
+                    classifier: ShapesClassifier | None = None) -> TexTokReport:
     """Deterministic (mean-latent or nearest-code) reconstructions of ``num_images`` held-out images."""
     return evaluate_textoks([model], num_images, classifier)[0]
 
 
 @torch.no_grad()
-def evaluate_textoks(models: Sequence[TexTok], num_images: int = 512, classifier: ShapesClassifier | None = None
-                     ) -> list[TexTokReport]:
+def evaluate_textoks(models: Sequence[TexTok], num_images: int = TexTokEvalConfig.num_images,
+                     classifier: ShapesClassifier | None = None) -> list[TexTokReport]:
     """One report per model on the same held-out images; the originals' features and detected objects are
     computed once for all models."""
     if num_images < 2:

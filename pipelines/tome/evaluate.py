@@ -41,6 +41,35 @@ substitution without the two losses, and full ToMe."""
 
 
 @dataclass(frozen=True)
+class BindingEvalConfig:
+    """What ``mediaforge eval binding`` may set; :func:`evaluate_binding`'s defaults are these."""
+
+    num_prompts: int = 24
+    """Prompts (alternately two and three objects)."""
+    images_per_prompt: int = 4
+    """Images per prompt and method (the same seeds for every method)."""
+    num_inference_steps: int = 20
+    guidance_scale: float = 7.5
+    methods: tuple[str, ...] = tuple(METHODS)
+    """Methods to compare (names of :data:`METHODS`)."""
+    judge: str = "detector"
+    """``detector`` (per object, training-free) or ``classifier`` (the shapes classifier)."""
+    noun_weight: float | None = None
+    """ToMe composite token: weight of the noun (paper 1.1; ``None``: the pipeline folder's)."""
+    attribute_weight: float | None = None
+    """ToMe composite token: weight of the attributes (paper 1.2; ``None``: the pipeline folder's)."""
+    seed: int = 0
+    """Seed of the prompts and of the initial noise."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown or not self.methods:
+            raise ValueError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+        if self.judge not in ("detector", "classifier"):
+            raise ValueError(f"unknown judge {self.judge!r}; choose detector or classifier")
+
+
+@dataclass(frozen=True)
 class BindingPrompt:
     text: str
     objects: tuple[tuple[str, str], ...]
@@ -121,9 +150,10 @@ def reference_binding(judge: Judge, image_size: int, images: int = 256) -> Bindi
 
 
 def evaluate_binding(pipe: ToMeStableDiffusionPipeline, judge: Judge,
-                     prompts: list[BindingPrompt], images_per_prompt: int = 4, num_inference_steps: int = 20,
-                     guidance_scale: float = 7.5, methods: dict[str, dict] | None = None,
-                     tome_kwargs: dict | None = None, seed: int = 0,
+                     prompts: list[BindingPrompt], images_per_prompt: int = BindingEvalConfig.images_per_prompt,
+                     num_inference_steps: int = BindingEvalConfig.num_inference_steps,
+                     guidance_scale: float = BindingEvalConfig.guidance_scale, methods: dict[str, dict] | None = None,
+                     tome_kwargs: dict | None = None, seed: int = BindingEvalConfig.seed,
                      progress: Callable[[str], None] | None = None) -> dict[str, BindingResult]:
     """Generate every prompt with every method from the same seeds and score binding."""
     methods = METHODS if methods is None else methods
