@@ -21,10 +21,18 @@ Departures from the paper, all for this repo's CPU scale and offline setting:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from tokenizers_media.image.karl_common import (
+    BaseKARLEncoding,
+    KARLMixin,
+    check_halt_threshold,
+    init_tokens,
+    snap_to_bins,
+)
 from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_model
 from tokenizers_media.nn.vit import Transformer, patchify, unpatchify
 from tokenizers_media.nn.vq import L2NormVectorQuantizer, VQOutput
@@ -88,19 +96,12 @@ class KARLConfig(ModelConfig):
 
 
 @dataclass
-class KARLEncoding:
-    """What ``KARL.encode`` returns for a batch of B images at budget T.
+class KARLEncoding(BaseKARLEncoding):
+    """What ``KARL.encode`` returns: the shared fields (``latents`` zero and ``codes`` ``PAD_CODE`` past each
+    length; ``halt_probs`` monotone) and ``lengths`` (B,), the active prefix of each image."""
 
-    ``codes`` (B, T) int64, ``PAD_CODE`` past each length (None for a continuous model); ``latents`` (B, T, D)
-    the quantised (or continuous) latents, zero past each length; ``lengths`` (B,) active tokens per image;
-    ``halt_probs`` (B, T) monotone halting probabilities; ``error_bins`` (B,) the bin index each target snapped to.
-    """
-
-    codes: torch.Tensor | None
-    latents: torch.Tensor
+    active_field: ClassVar[str] = "lengths"
     lengths: torch.Tensor
-    halt_probs: torch.Tensor
-    error_bins: torch.Tensor
 
 
 @dataclass
@@ -122,12 +123,8 @@ def _key_mask(leading: int, lengths: torch.Tensor, num_tokens: int) -> torch.Ten
     return torch.cat([active.new_ones(len(lengths), leading), active], dim=1)
 
 
-def _init_tokens(*shape: int) -> nn.Parameter:
-    return nn.Parameter(torch.randn(*shape) * 0.02)
-
-
 @register_model
-class KARL(PretrainedModel):
+class KARL(KARLMixin, PretrainedModel):
     """KARL adaptive tokenizer. Images are (B, 3, H, W) in [0, 1] with H = W = ``config.image_size``."""
 
     config_class = KARLConfig
@@ -145,8 +142,8 @@ class KARL(PretrainedModel):
         # Encoder: [error token | image tokens | latent tokens].
         self.error_embed = nn.Embedding(len(c.error_bins), c.width)
         self.patch_embed = nn.Linear(patch_dim, c.width)
-        self.encoder_positions = _init_tokens(n_image, c.width)
-        self.latent_tokens = _init_tokens(c.latent_pool, c.width)
+        self.encoder_positions = init_tokens(n_image, c.width)
+        self.latent_tokens = init_tokens(c.latent_pool, c.width)
         self.encoder = Transformer(c.width, c.encoder_depth, c.num_heads, c.mlp_ratio)
         self.halting_head = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, c.width // 2), nn.Tanh(),
                                           nn.Linear(c.width // 2, 1))
@@ -155,9 +152,9 @@ class KARL(PretrainedModel):
                                                c.dead_code_steps) if c.quantize else None
         # Decoder: [mask tokens at image positions | projected latents + per-index embedding].
         self.decoder_embed = nn.Linear(c.code_dim, c.width)
-        self.decoder_latent_positions = _init_tokens(c.latent_pool, c.width)
-        self.mask_token = _init_tokens(1, 1, c.width)
-        self.decoder_positions = _init_tokens(n_image, c.width)
+        self.decoder_latent_positions = init_tokens(c.latent_pool, c.width)
+        self.mask_token = init_tokens(1, 1, c.width)
+        self.decoder_positions = init_tokens(n_image, c.width)
         self.decoder = Transformer(c.width, c.decoder_depth, c.num_heads, c.mlp_ratio)
         self.to_pixels = nn.Linear(c.width, patch_dim)
 
@@ -165,12 +162,7 @@ class KARL(PretrainedModel):
 
     def error_bin(self, target_error: float | torch.Tensor, batch_size: int) -> torch.Tensor:
         """Per-image L1 target(s) -> (B,) bin index: the first bin >= target (the last bin above the range)."""
-        target = torch.as_tensor(target_error, dtype=torch.float32, device=self.bins.device)
-        if target.ndim == 0:
-            target = target.expand(batch_size)
-        if target.shape != (batch_size,) or not torch.all(target > 0):
-            raise ValueError(f"target_error must be a positive float or a ({batch_size},) tensor, got {target}")
-        return torch.searchsorted(self.bins, target.contiguous()).clamp(max=len(self.config.error_bins) - 1)
+        return snap_to_bins(target_error, batch_size, self.bins)
 
     def encode_latents(self, images: torch.Tensor, bins: torch.Tensor, num_tokens: int,
                        lengths: torch.Tensor | None = None) -> KARLEncoderOutput:
@@ -214,8 +206,7 @@ class KARL(PretrainedModel):
 
         A token is halted when its probability, or that of any earlier token, exceeds ``threshold``.
         """
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"halt_threshold must be in (0, 1), got {threshold}")
+        check_halt_threshold(threshold)
         probs = torch.sigmoid(halt_logits.float()).cummax(dim=1).values
         return probs, (probs <= threshold).sum(dim=1)
 
@@ -241,7 +232,7 @@ class KARL(PretrainedModel):
         vq = self.quantize(out.latents)
         latents = (out.latents if vq is None else vq.quantized) * active[..., None]
         codes = None if vq is None else vq.codes.masked_fill(~active, PAD_CODE)
-        return KARLEncoding(codes, latents, lengths, probs, bins)
+        return KARLEncoding(codes, latents, probs, bins, lengths=lengths)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -250,30 +241,5 @@ class KARL(PretrainedModel):
         if lengths.shape != tokens.shape[:1] or lengths.min() < 0 or lengths.max() > tokens.shape[1]:
             raise ValueError(f"lengths must be (B,) = ({tokens.shape[0]},) values in [0, {tokens.shape[1]}], "
                              f"got {lengths.tolist()}")
-        if self.quantizer is None:
-            if tokens.ndim != 3 or tokens.shape[-1] != self.config.code_dim:
-                raise ValueError(f"a continuous KARL decodes latents (B, T, {self.config.code_dim}), "
-                                 f"got {tuple(tokens.shape)}")
-            latents = tokens.float()
-        else:
-            if tokens.ndim != 2 or tokens.is_floating_point():
-                raise ValueError(f"KARL decodes integer codes (B, T), got {tokens.dtype} {tuple(tokens.shape)}")
-            latents = self.quantizer.decode(tokens.long().masked_fill(~active_prefix(lengths, tokens.shape[1]), 0))
+        latents = self._token_latents(tokens, active_prefix(lengths, tokens.shape[1]), self.quantizer)
         return self.decode_latents(latents, lengths).clamp(0.0, 1.0)
-
-    def forward(self, images: torch.Tensor, target_error: float | torch.Tensor = 0.05,
-                max_tokens: int | None = None) -> torch.Tensor:
-        """Round trip: images -> adaptive tokens -> reconstructions (B, 3, H, W)."""
-        enc = self.encode(images, target_error, max_tokens)
-        return self.decode(enc.codes if enc.codes is not None else enc.latents, enc.lengths)
-
-    # ---- checks ---------------------------------------------------------------------------------------------
-
-    def _check_images(self, images: torch.Tensor) -> None:
-        size = self.config.image_size
-        if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
-            raise ValueError(f"KARL expects images (B, 3, {size}, {size}), got {tuple(images.shape)}")
-
-    def _check_budget(self, num_tokens: int) -> None:
-        if not 1 <= num_tokens <= self.config.latent_pool:
-            raise ValueError(f"token budget must be in [1, {self.config.latent_pool}], got {num_tokens}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,13 @@ from torch import nn
 
 from tokenizers_media.image.karl import ERROR_BINS, PAD_CODE
 from tokenizers_media.image.karl_base import KLVAE, MaskGITVQGAN
+from tokenizers_media.image.karl_common import (
+    BaseKARLEncoding,
+    KARLMixin,
+    check_halt_threshold,
+    init_tokens,
+    snap_to_bins,
+)
 from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_model
 
 BASES = ("vqgan", "vae")
@@ -91,8 +99,7 @@ class KARLOfficialConfig(ModelConfig):
                              f"which must equal the base down-sampling 2^{len(self.base_ch_mult) - 1}")
         if not 1 <= self.max_tokens <= self.latent_pool:
             raise ValueError(f"max_tokens {self.max_tokens} must be in [1, latent_pool={self.latent_pool}]")
-        if not 0.0 < self.halt_threshold < 1.0:
-            raise ValueError(f"halt_threshold must be in (0, 1), got {self.halt_threshold}")
+        check_halt_threshold(self.halt_threshold)
         if self.width <= self.base_embed_dim:
             raise ValueError(f"width {self.width} must exceed base_embed_dim {self.base_embed_dim} "
                              "(image tokens are [patch features | base latent])")
@@ -107,19 +114,12 @@ class KARLOfficialConfig(ModelConfig):
 
 
 @dataclass
-class KARLOfficialEncoding:
-    """``encode`` output for B images at budget T.
+class KARLOfficialEncoding(BaseKARLEncoding):
+    """What ``KARLOfficial.encode`` returns: the shared fields (``codes`` at every position, ``PAD_CODE`` where
+    halted; ``latents`` what the decoder reads) and ``mask`` (B, T) bool, True = active."""
 
-    ``codes`` (B, T) int64 at every position, ``PAD_CODE`` where halted (None for continuous latents);
-    ``mask`` (B, T) bool, True = active; ``latents`` (B, T, D) what the decoder reads (quantised vectors, or
-    the continuous latents); ``halt_probs`` (B, T); ``error_bins`` (B,) the bin each target snapped to.
-    """
-
-    codes: torch.Tensor | None
+    active_field: ClassVar[str] = "mask"
     mask: torch.Tensor
-    latents: torch.Tensor
-    halt_probs: torch.Tensor
-    error_bins: torch.Tensor
 
 
 @dataclass
@@ -188,12 +188,8 @@ class _Codebook(nn.Module):
         return F.embedding(codes, self.normalized())
 
 
-def _params(*shape: int) -> nn.Parameter:
-    return nn.Parameter(torch.randn(*shape) * 0.02)
-
-
 @register_model
-class KARLOfficial(PretrainedModel):
+class KARLOfficial(KARLMixin, PretrainedModel):
     """Official KARL (``karl_small`` with a VQGAN or VAE base). Images (B, 3, S, S) in [0, 1], S = image_size."""
 
     config_class = KARLOfficialConfig
@@ -214,12 +210,12 @@ class KARLOfficial(PretrainedModel):
     def __init__(self, config: KARLOfficialConfig) -> None:
         super().__init__(config)
         c = config
-        self.encoder_positional_embedding = _params(c.width, c.position_grid, c.position_grid)
-        self.decoder_positional_embedding = _params(c.width, c.position_grid, c.position_grid)
-        self.decoder_mask_token = _params(1, 1, c.width)
-        self.decoder_latent_tokens_timestep_embed = _params(c.latent_pool, c.width)
-        self.latent_tokens = _params(c.latent_pool, c.width)
-        self.rec_loss_embeddings = _params(len(c.error_bins), c.width)
+        self.encoder_positional_embedding = init_tokens(c.width, c.position_grid, c.position_grid)
+        self.decoder_positional_embedding = init_tokens(c.width, c.position_grid, c.position_grid)
+        self.decoder_mask_token = init_tokens(1, 1, c.width)
+        self.decoder_latent_tokens_timestep_embed = init_tokens(c.latent_pool, c.width)
+        self.latent_tokens = init_tokens(c.latent_pool, c.width)
+        self.rec_loss_embeddings = init_tokens(len(c.error_bins), c.width)
         self.encoder = _Encoder(c.width, c.encoder_depth, c.num_heads)
         self.encoder_ln_pre = nn.LayerNorm(c.width)
         self.encoder_ln_post_halt = nn.LayerNorm(c.width)
@@ -245,14 +241,9 @@ class KARLOfficial(PretrainedModel):
 
     def error_bin(self, target_error: float | torch.Tensor, batch_size: int) -> torch.Tensor:
         """Target L1 (float or (B,)) -> (B,) index of the smallest bin >= target (float32), else the last."""
-        target = torch.as_tensor(target_error, dtype=torch.float32).cpu()
-        if target.ndim == 0:
-            target = target.expand(batch_size)
-        if target.shape != (batch_size,) or not torch.all(target > 0):
-            raise ValueError(f"target_error must be a positive float or a ({batch_size},) tensor, got {target}")
-        bins = torch.tensor(self.config.error_bins, dtype=torch.float32)  # compared in float32, as officially
-        index = torch.searchsorted(bins, target.contiguous()).clamp(max=len(bins) - 1)
-        return index.to(self.rec_loss_embeddings.device)
+        # Not a buffer: ``convert karl`` builds the model on the meta device and assigns only the state dict.
+        bins = torch.tensor(self.config.error_bins, dtype=torch.float32)
+        return snap_to_bins(target_error, batch_size, bins).to(self.rec_loss_embeddings.device)
 
     def _positions(self, table: torch.Tensor) -> torch.Tensor:
         """(W, P, P) learned table -> (grid^2, W) by nearest resampling, token index = grid * row + col."""
@@ -314,16 +305,15 @@ class KARLOfficial(PretrainedModel):
         self._check_images(images)
         num_tokens = self.config.max_tokens if max_tokens is None else max_tokens
         threshold = self.config.halt_threshold if halt_threshold is None else halt_threshold
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"halt_threshold must be in (0, 1), got {threshold}")
+        check_halt_threshold(threshold)
         bins = self.error_bin(target_error, images.shape[0])
         out = self.encode_latents(images, self.base.encode(images), bins, num_tokens)
         mask = out.halt_probs <= threshold
         if self.quantize is None:
-            return KARLOfficialEncoding(None, mask, out.latents, out.halt_probs, bins)
+            return KARLOfficialEncoding(None, out.latents, out.halt_probs, bins, mask=mask)
         codes = self.quantize.nearest(out.latents)
-        return KARLOfficialEncoding(codes.masked_fill(~mask, PAD_CODE), mask, self.quantize.decode(codes),
-                                    out.halt_probs, bins)
+        return KARLOfficialEncoding(codes.masked_fill(~mask, PAD_CODE), self.quantize.decode(codes), out.halt_probs,
+                                    bins, mask=mask)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -334,30 +324,5 @@ class KARLOfficial(PretrainedModel):
         mask = torch.as_tensor(mask, device=tokens.device).bool()
         if mask.shape != tokens.shape[:2]:
             raise ValueError(f"mask must be (B, T) = {tuple(tokens.shape[:2])}, got {tuple(mask.shape)}")
-        if self.quantize is None:
-            if tokens.ndim != 3 or tokens.shape[-1] != self.config.code_dim:
-                raise ValueError(f"a continuous KARL decodes latents (B, T, {self.config.code_dim}), "
-                                 f"got {tuple(tokens.shape)}")
-            latents = tokens.float()
-        else:
-            if tokens.ndim != 2 or tokens.is_floating_point():
-                raise ValueError(f"KARL decodes integer codes (B, T), got {tokens.dtype} {tuple(tokens.shape)}")
-            latents = self.quantize.decode(tokens.long().masked_fill(~mask, 0))
+        latents = self._token_latents(tokens, mask, self.quantize)
         return self.base.decode(self.decode_to_base(latents, mask))
-
-    def forward(self, images: torch.Tensor, target_error: float | torch.Tensor = 0.05,
-                max_tokens: int | None = None) -> torch.Tensor:
-        """Round trip: images -> adaptive tokens -> reconstructions (B, 3, S, S), not clipped."""
-        enc = self.encode(images, target_error, max_tokens)
-        return self.decode(enc.codes if enc.codes is not None else enc.latents, enc.mask)
-
-    # ---- checks ---------------------------------------------------------------------------------------------
-
-    def _check_images(self, images: torch.Tensor) -> None:
-        size = self.config.image_size
-        if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
-            raise ValueError(f"KARL expects images (B, 3, {size}, {size}), got {tuple(images.shape)}")
-
-    def _check_budget(self, num_tokens: int) -> None:
-        if not 1 <= num_tokens <= self.config.latent_pool:
-            raise ValueError(f"token budget must be in [1, {self.config.latent_pool}], got {num_tokens}")
