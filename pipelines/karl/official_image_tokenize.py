@@ -12,11 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipelines.base import InputError, ProgressCallback, Request, Result
-from pipelines.image_resize import check_rgb_image
-from pipelines.karl.image_tokenize import KARLTokenizeParams
-from pipelines.karl.official_serving import KARLOfficialPipeline
+from pipelines.karl.serving import KARLTokenizeParams, KARLTokenizePipeline
 from pipelines.media import Tokens
+from tokenizers_media.image.karl_official import KARLOfficial, KARLOfficialEncoding
 
 
 def to_official_input(pixels: torch.Tensor, size: int) -> torch.Tensor:
@@ -32,44 +30,14 @@ def to_official_input(pixels: torch.Tensor, size: int) -> torch.Tensor:
     return x[:, top : top + size, left : left + size]
 
 
-# The checks and the (budget, threshold) grouping follow pipelines.karl.image_tokenize (karl-tiny) on purpose
-# (one file per job kind); the model, the input transform and the tokens file differ.
-class KARLOfficialImageTokenizePipeline(KARLOfficialPipeline):
-    kind = "image.tokenize"
-    params_model = KARLTokenizeParams
-    inputs = {"image": "image"}
+class KARLOfficialImageTokenizePipeline(KARLTokenizePipeline[KARLOfficial]):
+    model_class = KARLOfficial
 
-    def check_request(self, request: Request) -> None:
-        super().check_request(request)
-        check_rgb_image(request.inputs["image"], self.kind)
-        budget = request.params.max_tokens
-        if budget is not None and budget > self.model.config.latent_pool:
-            raise InputError(f"max_tokens {budget} is larger than this model's {self.model.config.latent_pool}")
+    def prepare(self, pixels: torch.Tensor) -> torch.Tensor:
+        return to_official_input(pixels, self.model.config.image_size)
 
-    @torch.inference_mode()
-    def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
-        # 1. Check inputs and prepare every image as the official transform does.
-        for request in requests:
-            self.check_request(request)
-        c = self.model.config
-        images = torch.stack([to_official_input(r.inputs["image"].pixels, c.image_size) for r in requests])
-        settings = [(r.params.max_tokens or c.max_tokens, r.params.halt_threshold or c.halt_threshold)
-                    for r in requests]
-        results: list[Result | None] = [None] * len(requests)
-        # 2. One batched encoder pass per distinct (budget, threshold); each image keeps its own mask.
-        for budget, threshold in sorted(set(settings)):
-            rows = [i for i, s in enumerate(settings) if s == (budget, threshold)]
-            targets = torch.tensor([requests[i].params.target_error for i in rows])
-            enc = self.model.encode(images[rows].to(self.device), target_error=targets, max_tokens=budget,
-                                    halt_threshold=threshold)
-            for j, i in enumerate(rows):
-                values = enc.codes if enc.codes is not None else enc.latents
-                tensors = {"codes" if enc.codes is not None else "latents": values[j : j + 1].cpu(),
-                           "mask": enc.mask[j : j + 1].cpu()}
-                metadata = {**self.provenance(), "model_class": "KARLOfficial", "image_size": str(c.image_size),
-                            "target_error": f"{requests[i].params.target_error:g}", "max_tokens": str(budget),
-                            "halt_threshold": f"{threshold:g}"}
-                results[i] = {"tokens": Tokens(tensors, metadata)}
-            if progress:
-                progress(sum(r is not None for r in results) / len(results), f"encoded {len(rows)} image(s)")
-        return [r for r in results if r is not None]
+    def tokens_file(self, encoding: KARLOfficialEncoding, row: int, params: KARLTokenizeParams, budget: int,
+                    threshold: float) -> Tokens:
+        name = "latents" if encoding.codes is None else "codes"
+        tensors = {name: encoding.tokens[row : row + 1].cpu(), "mask": encoding.mask[row : row + 1].cpu()}
+        return Tokens(tensors, self.metadata(params, budget, threshold))
