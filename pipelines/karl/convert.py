@@ -6,6 +6,10 @@ preferred. ``args`` is a pickled ``argparse.Namespace``: it is the only class al
 ``KARLOfficial`` are the official ones; the sizes and the base tokenizer are read from tensor shapes, and the
 weights load strictly. Keys of training-only modules (``gan_losses.*``: LPIPS / discriminator) are dropped by
 name; any other missing, unexpected or mis-shaped key is an error that names it.
+
+Two sizes are not in the shapes and come from ``args``: the image side (``args.input_size``; the positional
+tables are resampled to any grid) and the attention heads (those of the official constructor ``args.model``
+names). A checkpoint without them is refused with an error naming what is missing, rather than guessed.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from tokenizers_media.image.karl_official import KARLOfficial, KARLOfficialConfi
 logger = logging.getLogger(__name__)
 
 TRAINING_ONLY_PREFIXES = ("gan_losses.",)
-HEAD_DIM = 128
-"""Attention heads are not visible in the shapes; karl_small has 8 heads of 128 (width 1024)."""
+MODEL_HEADS = {"karl_small": 8}
+"""Attention heads of each official constructor (``args.model``) in both transformers; the released weights are
+all ``karl_small`` (8 heads of 128 at width 1024)."""
+FROM_ARGS = {"input_size": "the image side", "model": "the official model, which fixes the attention heads"}
+"""What a conversion needs from ``args`` because no tensor shape shows it."""
 
 
 def read_official_checkpoint(path: str | Path, use_ema: bool = True) -> tuple[dict[str, torch.Tensor], object]:
@@ -47,8 +54,25 @@ def _count(state: dict[str, torch.Tensor], pattern: str) -> int:
     return len({m.group(1) for k in state if (m := re.match(pattern, k))})
 
 
-def infer_config(state: dict[str, torch.Tensor], args: object = None) -> KARLOfficialConfig:
-    """The ``KARLOfficialConfig`` whose layout these tensors have (``args.input_size`` gives the image side)."""
+def _sizes_from_args(args: object, width: int) -> tuple[int, int]:
+    """(image side, attention heads) from the checkpoint's ``args``: neither is visible in the tensor shapes."""
+    missing = [f"args.{name} ({what})" for name, what in FROM_ARGS.items() if getattr(args, name, None) is None]
+    if missing:
+        entry = " (it has no 'args' entry)" if args is None else ""
+        raise ValueError(f"the checkpoint{entry} lacks {' and '.join(missing)}, which the tensor shapes do not "
+                         "show")
+    model = args.model
+    if model not in MODEL_HEADS:
+        raise ValueError(f"args.model is {model!r}, whose attention heads are not known; known: {sorted(MODEL_HEADS)}")
+    heads = MODEL_HEADS[model]
+    if width % heads:
+        raise ValueError(f"width {width} (from latent_tokens) does not split into the {heads} heads of {model!r}")
+    return int(args.input_size), heads
+
+
+def infer_config(state: dict[str, torch.Tensor], args: object) -> KARLOfficialConfig:
+    """The ``KARLOfficialConfig`` whose layout these tensors have; ``args`` (the checkpoint's) gives the image side
+    and the model whose head count is used."""
     bases = sorted({m.group(1) for k in state if (m := re.match(r"base_tokenizer\.(\w+)\.", k))})
     if len(bases) != 1 or bases[0] not in ("vqgan", "vae"):
         raise ValueError(f"expected base_tokenizer.vqgan.* or base_tokenizer.vae.* keys, found bases {bases}")
@@ -61,14 +85,15 @@ def infer_config(state: dict[str, torch.Tensor], args: object = None) -> KARLOff
         base_ch = state[b + "encoder.conv_in.weight"].shape[0]
         levels = _count(state, rf"{re.escape(b)}encoder\.down\.(\d+)\.")
         width = state["latent_tokens"].shape[1]
+        image_size, num_heads = _sizes_from_args(args, width)
         return KARLOfficialConfig(
             base=base,
-            image_size=int(getattr(args, "input_size", 256)),
+            image_size=image_size,
             patch_size=state["patch_embed.weight"].shape[-1],
             width=width,
             encoder_depth=_count(state, r"encoder\.transformer\.(\d+)\."),
             decoder_depth=_count(state, r"decoder\.transformer\.(\d+)\."),
-            num_heads=max(1, width // HEAD_DIM),
+            num_heads=num_heads,
             latent_pool=state["latent_tokens"].shape[0],
             max_tokens=min(256, state["latent_tokens"].shape[0]),
             position_grid=state["encoder_positional_embedding"].shape[-1],
@@ -85,7 +110,7 @@ def infer_config(state: dict[str, torch.Tensor], args: object = None) -> KARLOff
         raise ValueError(f"not a KARL state dict: it has no {err.args[0]!r}") from err
 
 
-def convert_state_dict(state: dict[str, torch.Tensor], args: object = None) -> KARLOfficial:
+def convert_state_dict(state: dict[str, torch.Tensor], args: object) -> KARLOfficial:
     """Build a ``KARLOfficial`` for these tensors and load them strictly (errors name every bad key)."""
     config = infer_config(state, args)
     with torch.device("meta"):

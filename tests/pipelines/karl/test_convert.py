@@ -1,20 +1,22 @@
-"""``mediaforge convert karl``: official .pth (EMA preferred, pickled args), sizes from shapes, strict keys."""
+"""``mediaforge convert karl``: official .pth (EMA preferred, pickled args), sizes from shapes and args, strict
+keys."""
 
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from api.cli import app
-from pipelines.karl.convert import infer_config
+from pipelines.karl.convert import MODEL_HEADS, convert_checkpoint, infer_config
 from tokenizers_media.image.karl_official import KARLOfficial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = {"preset": "tiny", "num_heads": 1}  # the converter infers heads of 128 (one at width 64)
+TINY = {"preset": "tiny", "num_heads": MODEL_HEADS["karl_small"]}  # args.model is karl_small: its 8 heads
 
 
 def official_state(seed: int) -> dict[str, torch.Tensor]:
@@ -22,9 +24,9 @@ def official_state(seed: int) -> dict[str, torch.Tensor]:
     return KARLOfficial.from_preset(TINY["preset"], num_heads=TINY["num_heads"]).state_dict()
 
 
-def official_args(base: str = "vqgan") -> argparse.Namespace:
+def official_args(base: str = "vqgan", input_size: int = 32) -> argparse.Namespace:
     return argparse.Namespace(model="karl_small", base_tokenizer=base, quantize_latent=True, factorize_latent=True,
-                              input_size=32, lr=1e-4)
+                              input_size=input_size, lr=1e-4)
 
 
 def convert(tmp_path, checkpoint: dict, *flags: str):
@@ -40,7 +42,7 @@ def test_converts_the_chosen_weights(tmp_path, flags: tuple[str, ...], source: s
     result, out = convert(tmp_path, {**states, "epoch": 3, "args": official_args(), "optimizer": {}}, *flags)
     assert result.exit_code == 0, result.output
     model = KARLOfficial.from_pretrained(out)
-    assert model.config == KARLOfficial.preset_config("tiny").replace(num_heads=1)
+    assert model.config == KARLOfficial.preset_config("tiny").replace(num_heads=TINY["num_heads"])
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in states[source].items())
     assert model.encode(torch.rand(1, 3, 32, 32)).mask.shape == (1, 16)
@@ -62,8 +64,46 @@ def test_base_in_args_must_match_the_tensors(tmp_path) -> None:
     assert result.exit_code == 1 and "'vae'" in result.output
 
 
-@pytest.mark.parametrize("preset", ["paper-small", "paper-small-vae"])
-def test_paper_layouts_give_the_presets(preset: str) -> None:
+@pytest.mark.parametrize(("preset", "base"), [("paper-small", "vqgan"), ("paper-small-vae", "vae")])
+def test_paper_layouts_give_the_presets(preset: str, base: str) -> None:
     with torch.device("meta"):
         state = KARLOfficial.from_preset(preset).state_dict()
-    assert infer_config(state) == KARLOfficial.preset_config(preset)
+    assert infer_config(state, official_args(base, input_size=256)) == KARLOfficial.preset_config(preset)
+
+
+def test_image_side_comes_from_args() -> None:
+    state = official_state(0)
+    assert infer_config(state, official_args(input_size=64)).image_size == 64
+    assert infer_config(state, official_args(input_size=32)).grid == 2
+
+
+@pytest.mark.parametrize(("drop", "named"), [("input_size", "args.input_size (the image side)"),
+                                             ("model", "args.model (the official model")])
+def test_sizes_missing_from_args_are_named(drop: str, named: str) -> None:
+    args = official_args()
+    delattr(args, drop)
+    with pytest.raises(ValueError, match=re.escape(named)) as err:
+        infer_config(official_state(0), args)
+    assert ("input_size" in str(err.value)) == (drop == "input_size")
+
+
+def test_a_checkpoint_without_args_is_refused_naming_both(tmp_path) -> None:
+    torch.save({"ema": official_state(0)}, tmp_path / "ckpt.pth")
+    with pytest.raises(ValueError, match="no 'args' entry") as err:
+        convert_checkpoint(tmp_path / "ckpt.pth", tmp_path / "out")
+    assert "args.input_size" in str(err.value) and "args.model" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_model_name_is_refused() -> None:
+    args = official_args()
+    args.model = "karl_huge"
+    with pytest.raises(ValueError, match=r"args.model is 'karl_huge'.*known: \['karl_small'\]"):
+        infer_config(official_state(0), args)
+
+
+def test_a_width_the_heads_do_not_divide_is_refused() -> None:
+    torch.manual_seed(0)
+    state = KARLOfficial.from_preset("tiny", width=68, num_heads=4).state_dict()
+    with pytest.raises(ValueError, match="width 68 .* 8 heads of 'karl_small'"):
+        infer_config(state, official_args())
