@@ -1,10 +1,12 @@
 """Train a tiny latent text-to-image diffusion model on shapes world (``mediaforge train sd --preset tiny``).
 
 All three parts are diffusers / transformers classes built from configs and trained here, nothing
-downloaded: an ``AutoencoderKL`` (trained first, then frozen), a small ``CLIPTextModel`` over the real CLIP
+downloaded: an ``AutoencoderKL`` (trained first in ``DIR/vae-run`` by ``pipelines.training.vae``, preset ``sd``,
+then frozen), a small ``CLIPTextModel`` over the real CLIP
 vocabulary (``pipelines.sd.clip_tokenizer``) and a ``UNet2DConditionModel`` (trained together with the text
 encoder on epsilon prediction, DDPM noise schedule). The result is saved as a diffusers
-``StableDiffusionPipeline`` folder, plus a ``config.json`` naming the model class for the zoo; ToMe
+``StableDiffusionPipeline`` folder, plus a ``config.json`` naming the model class for the zoo, in the
+training harness's run directory (``train_config.json``, ``checkpoint.pt``, the resume rule); ToMe
 (``pipelines.tome``) runs on it unchanged and ``mediaforge eval binding`` measures attribute binding with it.
 
 Captions are short ``"a red circle and a blue square"`` phrases in a random object order (the binding
@@ -27,10 +29,15 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
+from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from pipelines.data.shapes import Scene, ShapesWorld
 from pipelines.sd.clip_tokenizer import CLIP_VOCAB_SIZE, offline_clip_tokenizer
+from pipelines.training.progress import TrainProgress
+from pipelines.training.run_dir import RunDir
+from pipelines.training.schedule import warmup_cosine
+from pipelines.training.vae import VAE_RUN, VAETrainConfig, trained_vae
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +47,10 @@ MODEL_CLASS = "StableDiffusionPipeline"
 
 @dataclass(frozen=True)
 class SDPreset:
-    """Sizes of the three networks and of the data."""
+    """Sizes of the text encoder, the UNet and the data; the VAE's are those of ``pipelines.training.vae``'s
+    ``sd`` preset."""
 
     image_size: int = 32
-    vae_channels: tuple[int, ...] = (16, 32, 32)
-    """One entry per VAE level; the latent is ``2 ** (len - 1)`` times smaller than the image."""
-    latent_channels: int = 8
     unet_channels: tuple[int, ...] = (32, 64)
     unet_heads: int = 2
     text_hidden: int = 32
@@ -70,19 +75,21 @@ class SDTrainConfig:
     kl_weight: float = 1e-6
     caption_dropout: float = 0.1
     sized_caption_prob: float = 0.25
+    warmup_steps: int = 0
+    min_lr_ratio: float = 1.0
+    """The UNet phase's warm-up + cosine schedule; the defaults keep the rate constant (the shipped recipe)."""
     ema_decay: float = 0.999
     max_minutes: float = 60.0
-    """Wall-clock budget for the UNet phase; training stops early (and saves) when it runs out."""
+    """Wall-clock budget of this session's UNet phase; training stops early (and saves) when it runs out."""
     save_every: int = 200
     seed: int = 0
 
-
-def build_vae(p: SDPreset) -> AutoencoderKL:
-    n = len(p.vae_channels)
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
-                         up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=p.vae_channels,
-                         layers_per_block=1, latent_channels=p.latent_channels, norm_num_groups=16,
-                         sample_size=p.image_size)
+    def vae_config(self, p: SDPreset) -> VAETrainConfig:
+        """The VAE phase: the ``sd`` preset at the preset's image size with this run's steps, batch, rate, KL
+        weight and seed."""
+        return VAETrainConfig.from_preset("sd", image_size=p.image_size, max_objects=p.max_objects,
+                                          steps=self.vae_steps, batch_size=self.batch_size, lr=self.vae_lr,
+                                          kl_weight=self.kl_weight, seed=self.seed)
 
 
 def build_text_encoder(p: SDPreset) -> CLIPTextModel:
@@ -93,11 +100,12 @@ def build_text_encoder(p: SDPreset) -> CLIPTextModel:
     return CLIPTextModel(config)
 
 
-def build_unet(p: SDPreset) -> UNet2DConditionModel:
+def build_unet(p: SDPreset, vae: VAETrainConfig) -> UNet2DConditionModel:
+    """A UNet over the latents of ``vae``, cross-attending to the text encoder's states."""
     n = len(p.unet_channels)
-    latent = p.image_size // 2 ** (len(p.vae_channels) - 1)
-    return UNet2DConditionModel(sample_size=latent, in_channels=p.latent_channels, out_channels=p.latent_channels,
-                                block_out_channels=p.unet_channels, layers_per_block=1,
+    return UNet2DConditionModel(sample_size=vae.latent_size, in_channels=vae.latent_channels,
+                                out_channels=vae.latent_channels, block_out_channels=p.unet_channels,
+                                layers_per_block=1,
                                 down_block_types=("CrossAttnDownBlock2D",) * n,
                                 up_block_types=("CrossAttnUpBlock2D",) * n, cross_attention_dim=p.text_hidden,
                                 attention_head_dim=p.unet_heads, norm_num_groups=16)
@@ -120,23 +128,6 @@ def training_captions(scenes: Sequence[Scene], rng: np.random.Generator, config:
         else:
             out.append(short_caption(scene, rng, sized=u > 1 - config.sized_caption_prob))
     return out
-
-
-def train_vae(vae: AutoencoderKL, world: ShapesWorld, config: SDTrainConfig) -> None:
-    """Reconstruction (L1 + L2) + a tiny KL term; images are scaled to [-1, 1]."""
-    optim = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
-    vae.train()
-    for step, batch in zip(range(config.vae_steps), world.iterate("train", config.batch_size), strict=False):
-        x = batch.images * 2 - 1
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample()).sample
-        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + config.kl_weight * posterior.kl().mean()
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        if step % 100 == 0:
-            logger.info("vae step %d loss %.4f", step, loss.item())
-    vae.eval().requires_grad_(False)
 
 
 def finetune_vae_decoder(vae: AutoencoderKL, world: ShapesWorld, steps: int, batch_size: int = 16,
@@ -172,13 +163,6 @@ def finetune_vae_decoder(vae: AutoencoderKL, world: ShapesWorld, steps: int, bat
     return step
 
 
-@torch.no_grad()
-def latent_scaling_factor(vae: AutoencoderKL, world: ShapesWorld) -> float:
-    """1 / std of the latents (as in Stable Diffusion), so the diffusion sees unit-variance inputs."""
-    batch = world.batch("train", 10**6, 256)
-    return float(1.0 / vae.encode(batch.images * 2 - 1).latent_dist.mean.std())
-
-
 def save_pipeline(out_dir: Path, vae: AutoencoderKL, text_encoder: CLIPTextModel, unet: UNet2DConditionModel,
                   info: dict) -> None:
     tokenizer = offline_clip_tokenizer(text_encoder.config.max_position_embeddings)
@@ -192,80 +176,93 @@ def save_pipeline(out_dir: Path, vae: AutoencoderKL, text_encoder: CLIPTextModel
     config_path.write_text(json.dumps({**kept, "model_class": MODEL_CLASS, **info}, indent=2) + "\n")
 
 
-def train_sd(config: SDTrainConfig, out_dir: Path, resume: bool = False) -> dict:
-    """Train the VAE, then the UNet + text encoder; saves ``out_dir`` every ``save_every`` steps and at the end.
+def train_sd(config: SDTrainConfig, out_dir: Path, *, resume: bool = False, show_progress: bool = True) -> dict:
+    """Train the VAE, then the UNet + text encoder (with ``resume``, continue the run in ``out_dir``); saves the
+    pipeline (EMA weights) and the checkpoint every ``save_every`` steps and at the end.
 
-    ``resume``: continue the UNet + text encoder phase from the pipeline saved in ``out_dir`` (its EMA weights;
-    the VAE is kept as saved, the optimizer restarts), counting steps on from the saved ``unet_steps_done``.
+    The run is checkpointed at step 0, before its VAE phase, so it resumes however early it stopped; a resume
+    may extend ``unet_steps`` and give a new ``max_minutes``. Batch i of the UNet phase is ``train`` batch
+    ``vae_steps + i`` and every random state is checkpointed, so a resumed run continues as if never stopped.
     """
     if config.preset not in PRESETS:
         raise ValueError(f"unknown preset {config.preset!r}; available: {sorted(PRESETS)}")
     p = PRESETS[config.preset]
+    run, config = RunDir.open(out_dir, config, resume, extendable=("unet_steps", "max_minutes"))
+    latent = config.vae_config(p)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    out_dir = Path(out_dir)
-    world = ShapesWorld(p.image_size, min_objects=1, max_objects=p.max_objects)
-    tokenizer = offline_clip_tokenizer(p.text_max_length)
-    start = time.perf_counter()
-    if resume:
-        vae, text_encoder, unet, done, vae_wall, earlier_wall = _load_run(out_dir)
-    else:
-        vae, text_encoder, unet, done, earlier_wall = build_vae(p), build_text_encoder(p), build_unet(p), 0, 0
-        train_vae(vae, world, config)
-        vae.register_to_config(scaling_factor=latent_scaling_factor(vae, world))
-        vae_wall = time.perf_counter() - start
-        logger.info("vae done in %.0f s, scaling factor %.4f", vae_wall, vae.config.scaling_factor)
-
-    noise_schedule = DDPMScheduler()
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    text_encoder, unet = build_text_encoder(p), build_unet(p, latent)
+    trained = nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
+    optim = torch.optim.AdamW(trained.parameters(), lr=config.lr, weight_decay=0.0)
+    sched = warmup_cosine(optim, config.unet_steps, config.warmup_steps, config.min_lr_ratio)
     ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay)
     ema_text = EMAModel(text_encoder.parameters(), decay=config.ema_decay)
+    step, losses = 0, []
+    if resume:
+        state = run.restore(trained, optim, sched)
+        ema_unet.load_state_dict(state.extra["ema_unet"])
+        ema_text.load_state_dict(state.extra["ema_text"])
+        torch.set_rng_state(state.extra["torch_rng"])
+        rng.bit_generator.state = state.extra["caption_rng"]
+        step, losses = state.step, state.extra["losses"]
+
+    def save_checkpoint() -> None:
+        run.save(step, trained.state_dict(), optim.state_dict(), sched.state_dict(), ema_unet=ema_unet.state_dict(),
+                 ema_text=ema_text.state_dict(), torch_rng=torch.get_rng_state(), caption_rng=rng.bit_generator.state,
+                 losses=losses[-200:])
+
+    def save() -> None:
+        save_checkpoint()
+        info = {"train": asdict(config), "preset": asdict(p), "unet_steps_done": step,
+                "elapsed_s": round(run.elapsed_s), "final_loss": _mean(losses[-200:])}
+        _save_ema(run.path, vae, text_encoder, unet, ema_text, ema_unet, info)
+        logger.info("saved %s at step %d", run.path, step)
+
+    if not resume:
+        save_checkpoint()
+    vae = trained_vae(latent, run.path / VAE_RUN, show_progress)
+    world = ShapesWorld(p.image_size, min_objects=1, max_objects=p.max_objects)
+    tokenizer = offline_clip_tokenizer(p.text_max_length)
+    noise_schedule = DDPMScheduler()
     unet.train()
     text_encoder.train()
-    step, losses = 0, []
-    batches = world.iterate("train", config.batch_size, start=config.vae_steps + done)
-    phase_start = time.perf_counter()
-    for step, batch in zip(range(done + 1, config.unet_steps + 1), batches, strict=False):
-        with torch.no_grad():
-            latents = vae.encode(batch.images * 2 - 1).latent_dist.sample() * vae.config.scaling_factor
-        ids = tokenizer(training_captions(batch.scenes, rng, config), padding="max_length",
-                        max_length=p.text_max_length, truncation=True, return_tensors="pt").input_ids
-        noise = torch.randn_like(latents)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (latents.shape[0],))
-        noisy = noise_schedule.add_noise(latents, noise, t)
-        pred = unet(noisy, t, encoder_hidden_states=text_encoder(ids)[0]).sample
-        loss = F.mse_loss(pred, noise)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        ema_unet.step(unet.parameters())
-        ema_text.step(text_encoder.parameters())
-        losses.append(loss.item())
-        if step % 100 == 0:
-            logger.info("unet step %d loss %.4f (mean of last 100) %.0f s", step, float(np.mean(losses[-100:])),
-                        time.perf_counter() - phase_start)
-        out_of_time = time.perf_counter() - phase_start > config.max_minutes * 60
-        if step % config.save_every == 0 or out_of_time or step == config.unet_steps:
-            info = {"train": asdict(config), "preset": asdict(p), "unet_steps_done": step,
-                    "vae_wall_s": round(vae_wall), "wall_s": round(earlier_wall + time.perf_counter() - start),
-                    "final_loss": float(np.mean(losses[-200:]))}
-            _save_ema(out_dir, vae, text_encoder, unet, ema_text, ema_unet, info)
-            logger.info("saved %s at step %d", out_dir, step)
-        if out_of_time:
-            break
-    return {"unet_steps": step, "final_loss": float(np.mean(losses[-200:])),
-            "wall_s": time.perf_counter() - start}
+    session_start = time.perf_counter()
+    with TrainProgress("sd", config.unet_steps, step, show_progress) as bar:
+        while step < config.unet_steps:
+            batch = world.batch("train", config.vae_steps + step, config.batch_size)
+            with torch.no_grad():
+                latents = vae.encode(batch.images * 2 - 1).latent_dist.sample() * vae.config.scaling_factor
+            ids = tokenizer(training_captions(batch.scenes, rng, config), padding="max_length",
+                            max_length=p.text_max_length, truncation=True, return_tensors="pt").input_ids
+            noise = torch.randn_like(latents)
+            t = torch.randint(0, noise_schedule.config.num_train_timesteps, (latents.shape[0],))
+            noisy = noise_schedule.add_noise(latents, noise, t)
+            pred = unet(noisy, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+            loss = F.mse_loss(pred, noise)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+            optim.step()
+            sched.step()
+            ema_unet.step(unet.parameters())
+            ema_text.step(text_encoder.parameters())
+            step += 1
+            losses.append(loss.item())
+            bar.update(step, {"loss": losses[-1]})
+            if step % 100 == 0:
+                logger.info("unet step %d loss %.4f (mean of last 100) %.0f s", step, _mean(losses[-100:]),
+                            run.elapsed_s)
+            if time.perf_counter() - session_start > config.max_minutes * 60:
+                logger.info("max_minutes %.4g reached at step %d", config.max_minutes, step)
+                break
+            if step % config.save_every == 0 and step < config.unet_steps:
+                save()
+    save()
+    return {"unet_steps": step, "final_loss": _mean(losses[-200:]), "elapsed_s": run.elapsed_s}
 
 
-def _load_run(out_dir: Path) -> tuple[AutoencoderKL, CLIPTextModel, UNet2DConditionModel, int, float, float]:
-    """The components and progress (steps done, VAE and total wall seconds) of a saved ``train sd`` run."""
-    info = json.loads((out_dir / "config.json").read_text())
-    vae = AutoencoderKL.from_pretrained(out_dir / "vae").requires_grad_(False)
-    text_encoder = CLIPTextModel.from_pretrained(out_dir / "text_encoder")
-    unet = UNet2DConditionModel.from_pretrained(out_dir / "unet")
-    return vae.eval(), text_encoder, unet, int(info["unet_steps_done"]), info["vae_wall_s"], info["wall_s"]
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
 
 
 def _save_ema(out_dir: Path, vae: AutoencoderKL, text_encoder: CLIPTextModel, unet: UNet2DConditionModel,
