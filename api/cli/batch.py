@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.cli.errors import FAILURE
 from api.client import ClientError, MediaforgeClient
 from pipelines.base import InputError
 from workers.jobspec import JobSpec, format_validation_error
@@ -168,7 +169,8 @@ def batch_command(
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="jobs in flight")] = 8,
     timeout: Annotated[float, typer.Option(help="seconds to wait for each job")] = 3600.0,
 ) -> None:
-    """Run every job of JOBS_FILE; skip lines already done in OUTDIR; exit 1 listing failures."""
+    """Run every job of JOBS_FILE; skip lines already done in OUTDIR; exit 1 listing failures (a missing or
+    unreadable JOBS_FILE exits 2 before any job runs)."""
     skipped = len(read_done(outdir))
     if server:
         client = MediaforgeClient(server, api_key=api_key)
@@ -183,7 +185,7 @@ def batch_command(
     for r in failures:
         console.print(f"[red]line {r.line}[/red] {r.state}: {r.error}")
     if failures:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=FAILURE)
 
 
 def _run_embedded(jobs_file: Path, outdir: Path, concurrency: int, timeout: float) -> list[LineResult]:

@@ -1,153 +1,153 @@
-"""``mediaforge eval METRIC``: offline evaluation metrics (all feature-space metrics here are *proxies*)."""
+"""``mediaforge eval METRIC``: offline evaluation metrics (all feature-space metrics here are *proxies*).
+
+Each command's options come from its family's eval config (``pipelines/<family>/evaluate.py``), whose defaults
+are the evaluation functions' own, so a default lives in one place; ``--set``/``--config`` reach every field.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
-app = typer.Typer(help="Evaluate a model with an offline metric.", no_args_is_help=True)
+from api.cli.config_options import Opt, OptionGroup, config_command, set_threads, signature_config, threads_option
+from pipelines.base import InputError
+from pipelines.flow_omni.evaluate import FlowOmniEvalConfig
+from pipelines.karl.evaluate import KARLEvalConfig, evaluate_karl
+from pipelines.robust.evaluate import PScoreConfig, karl_round_trip, pscore, textok_round_trip
+from pipelines.shapes_classifier.model import ShapesClassifier
+from pipelines.textok.evaluate import TexTokEvalConfig, evaluate_textoks, markdown_table
+from pipelines.tome.evaluate import BindingEvalConfig
+from pipelines.xar.evaluate import evaluate_xar
+from pipelines.zoo import resolve_model
+
+app = typer.Typer(no_args_is_help=True)
+
+EVAL = OptionGroup([threads_option()], set_threads)
+
+CLASSIFIER_HELP = "Shapes classifier (features and judge): zoo name or model directory."
+
+
+def _model(help: str, default: Any = ...) -> Any:
+    return typer.Option(default, "--model", "-m", help=help)
+
+
+def _classifier() -> Any:
+    return typer.Option("shapes-classifier", help=CLASSIFIER_HELP)
+
+
+def _json_out() -> Any:
+    return typer.Option(None, "--json", help="Also write the numbers to this JSON file.")
+
+
+def _write_json(path: Path | None, record: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _load_classifier(name: str) -> ShapesClassifier:
+    return ShapesClassifier.from_pretrained(resolve_model(name).path)
 
 
 @app.command("pscore")
-def pscore_command(
-    model: str = typer.Option(..., "--model", "-m", help="KARL or vq TexTok: zoo name or model directory."),
-    alpha: float = typer.Option(..., help="Probability that a token is replaced (explicit: no paper value)."),
-    delta: int = typer.Option(..., help="Replacement drawn uniformly among the delta nearest codes (0 = itself)."),
-    seed: int = typer.Option(0, help="Seed of the perturbation draws."),
-    images: int = typer.Option(1000, help="Held-out shapes-world images."),
-    target_error: float = typer.Option(0.05, help="KARL target per-image L1."),
-    max_tokens: int | None = typer.Option(None, help="KARL token budget (default: the model's)."),
-    classifier: str = typer.Option("shapes-classifier", help="Feature network: zoo name or model directory."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
-) -> None:
+@config_command(PScoreConfig, {
+    "alpha": "Probability that a token is replaced (explicit: no paper value).",
+    "delta": "Replacement drawn uniformly among the delta nearest codes (0 = itself).",
+    "seed": "Seed of the perturbation draws.",
+    "num_images": Opt("Held-out shapes-world images.", flag="--images"),
+    "target_error": "KARL target per-image L1.",
+    "max_tokens": "KARL token budget (default: the model's).",
+}, EVAL)
+def pscore_command(config: PScoreConfig, _: None,
+                   model: str = _model("KARL or vq TexTok: zoo name or model directory."),
+                   classifier: str = _classifier(), json_out: Path | None = _json_out()) -> None:
     """Proxy pFID: Frechet distance in shapes-classifier features between held-out images and decodings of
     perturbed tokens, plus the unperturbed (proxy rFID) value. Never comparable with paper FID."""
-    import json
-
-    import torch
-
-    from pipelines.base import InputError
-    from pipelines.robust.evaluate import Perturbation, karl_round_trip, pscore, textok_round_trip
-    from pipelines.shapes_classifier.model import ShapesClassifier
-    from pipelines.zoo import resolve_model
     from tokenizers_media.image.karl import KARL
     from tokenizers_media.image.textok import TexTok
 
-    torch.set_num_threads(threads)
-    try:
-        ref = resolve_model(model)
-        if ref.model_class == "KARL":
-            tokenizer = KARL.from_pretrained(ref.path)
-            round_trip = karl_round_trip(tokenizer, target_error=target_error, max_tokens=max_tokens)
-            setting = f"target_error={target_error:g}, max_tokens={max_tokens or tokenizer.config.max_tokens}"
-        elif ref.model_class == "TexTok":
-            tokenizer = TexTok.from_pretrained(ref.path)
-            round_trip, setting = textok_round_trip(tokenizer), f"{tokenizer.config.num_latent_tokens} tokens"
-        else:
-            raise InputError(f"pscore runs on KARL and vq TexTok models; {model!r} is a {ref.model_class}")
-        features = ShapesClassifier.from_pretrained(resolve_model(classifier).path)
-        result = pscore(round_trip, features, tokenizer.config.image_size, Perturbation(alpha, delta, seed),
-                        num_images=images)
-    except ValueError as err:  # InputError is a ValueError
-        raise typer.BadParameter(str(err)) from err
+    ref = resolve_model(model)
+    if ref.model_class == "KARL":
+        tokenizer = KARL.from_pretrained(ref.path)
+        round_trip = karl_round_trip(tokenizer, target_error=config.target_error, max_tokens=config.max_tokens)
+        setting = (f"target_error={config.target_error:g}, "
+                   f"max_tokens={config.max_tokens or tokenizer.config.max_tokens}")
+    elif ref.model_class == "TexTok":
+        tokenizer = TexTok.from_pretrained(ref.path)
+        round_trip, setting = textok_round_trip(tokenizer), f"{tokenizer.config.num_latent_tokens} tokens"
+    else:
+        raise InputError(f"pscore runs on KARL and vq TexTok models; {model!r} is a {ref.model_class}")
+    result = pscore(round_trip, _load_classifier(classifier), tokenizer.config.image_size, config.perturbation,
+                    num_images=config.num_images)
     typer.echo(f"model {ref.name} ({ref.model_class}), {setting}")
     typer.echo(result.describe())
-    if json_out is not None:
-        json_out.write_text(json.dumps({"model": ref.name, "alpha": alpha, "delta": delta, "seed": seed,
-                                        "images": images, "target_error": target_error,
-                                        "proxy_pfid": result.perturbed, "proxy_rfid": result.clean}, indent=2))
+    _write_json(json_out, {"model": ref.name, "alpha": config.alpha, "delta": config.delta, "seed": config.seed,
+                           "images": config.num_images, "target_error": config.target_error,
+                           "proxy_pfid": result.perturbed, "proxy_rfid": result.clean})
 
 
 @app.command("karl")
-def karl_command(
-    model: str = typer.Option(..., "--model", "-m", help="KARL zoo name or model directory."),
-    images: int = typer.Option(512, help="Held-out shapes-world images."),
-    halt_threshold: float | None = typer.Option(None, help="Halting threshold for the adaptive tables (default: "
-                                                "the model's config)."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-) -> None:
+@config_command(KARLEvalConfig, {
+    "num_images": Opt("Held-out shapes-world images.", flag="--images"),
+    "halt_threshold": "Halting threshold for the adaptive tables (default: the model's config).",
+}, EVAL)
+def karl_command(config: KARLEvalConfig, _: None, model: str = _model("KARL zoo name or model directory.")) -> None:
     """PSNR / SSIM per token count, target error vs tokens used, and tokens by image complexity (markdown)."""
-    import torch
-
-    from pipelines.karl.evaluate import evaluate_karl
-    from pipelines.zoo import resolve_model
     from tokenizers_media.image.karl import KARL
 
-    torch.set_num_threads(threads)
-    try:
-        tokenizer = KARL.from_pretrained(resolve_model(model).path)
-        report = evaluate_karl(tokenizer, num_images=images, halt_threshold=halt_threshold)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-    threshold = tokenizer.config.halt_threshold if halt_threshold is None else halt_threshold
+    tokenizer = KARL.from_pretrained(resolve_model(model).path)
+    report = evaluate_karl(tokenizer, num_images=config.num_images, halt_threshold=config.halt_threshold)
+    threshold = tokenizer.config.halt_threshold if config.halt_threshold is None else config.halt_threshold
     typer.echo(f"{report.num_images} held-out shapes-world images (eval split), halting threshold {threshold:g}\n")
     typer.echo(report.markdown())
 
 
 @app.command("textok")
-def textok_command(
-    models: list[str] = typer.Option(..., "--model", "-m", help="TexTok zoo name or model directory (repeat to "
-                                     "compare, e.g. the text ablation)."),
-    images: int = typer.Option(1024, help="Held-out shapes-world images."),
-    classifier: str = typer.Option("shapes-classifier", help="Judge and feature network: zoo name or directory."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
-) -> None:
+@config_command(TexTokEvalConfig, {"num_images": Opt("Held-out shapes-world images.", flag="--images")}, EVAL)
+def textok_command(config: TexTokEvalConfig, _: None,
+                   models: list[str] = _model("TexTok zoo name or model directory (repeat to compare, e.g. the "
+                                              "text ablation)."),
+                   classifier: str = _classifier(), json_out: Path | None = _json_out()) -> None:
     """PSNR / SSIM, proxy rFID and detector object recall of reconstructions, one row per model (markdown)."""
-    import json
-
-    import torch
-
-    from pipelines.base import InputError
-    from pipelines.shapes_classifier.model import ShapesClassifier
-    from pipelines.textok.evaluate import evaluate_textoks, markdown_table
-    from pipelines.zoo import resolve_model
     from tokenizers_media.image.textok import TexTok
 
-    torch.set_num_threads(threads)
-    try:
-        judge = ShapesClassifier.from_pretrained(resolve_model(classifier).path)
-        tokenizers = []
-        for name in models:
-            ref = resolve_model(name)
-            if ref.model_class != "TexTok":
-                raise InputError(f"{name!r} is a {ref.model_class}, not a TexTok")
-            tokenizers.append(TexTok.from_pretrained(ref.path))
-        rows = list(zip(models, tokenizers, evaluate_textoks(tokenizers, images, judge), strict=True))
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-    typer.echo(f"{images} held-out shapes-world images (eval split); rFID is a proxy (shapes-classifier features)\n")
+    judge = _load_classifier(classifier)
+    tokenizers = []
+    for name in models:
+        ref = resolve_model(name)
+        if ref.model_class != "TexTok":
+            raise InputError(f"{name!r} is a {ref.model_class}, not a TexTok")
+        tokenizers.append(TexTok.from_pretrained(ref.path))
+    rows = list(zip(models, tokenizers, evaluate_textoks(tokenizers, config.num_images, judge), strict=True))
+    typer.echo(f"{config.num_images} held-out shapes-world images (eval split); rFID is a proxy (shapes-classifier "
+               "features)\n")
     typer.echo(markdown_table(rows))
-    if json_out is not None:
-        json_out.write_text(json.dumps({name: report.metrics() for name, _, report in rows}, indent=2))
+    _write_json(json_out, {name: report.metrics() for name, _, report in rows})
 
 
 @app.command("binding")
-def binding_command(
-    model: str = typer.Option("sd-shapes-tiny", "--model", "-m", help="SD pipeline folder: zoo name or path."),
-    judge: str = typer.Option("detector", help="detector (per-object, training-free) or classifier."),
-    classifier: str = typer.Option("shapes-classifier", help="--judge classifier: zoo name or model directory."),
-    prompts: int = typer.Option(24, help="Prompts (alternately two and three objects)."),
-    images_per_prompt: int = typer.Option(4, help="Images per prompt and method (same seeds for every method)."),
-    steps: int = typer.Option(25, help="DDIM steps."),
-    guidance: float = typer.Option(7.5, help="Classifier-free guidance scale."),
-    methods: str = typer.Option("plain,tome-merge-only,tome", help="Comma-separated methods to compare."),
-    noun_weight: float | None = typer.Option(None, help="ToMe composite token: weight of the noun (paper 1.1)."),
-    attribute_weight: float | None = typer.Option(None, help="ToMe composite: weight of the attributes (paper 1.2)."),
-    tome_option: list[str] = typer.Option([], "--tome-option", help="Any other ToMe knob, KEY=VALUE with a JSON "
-                                           "value (repeatable), e.g. token_step_size=100."),
-    seed: int = typer.Option(0, help="Seed of the prompts and of the initial noise."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
-) -> None:
+@config_command(BindingEvalConfig, {
+    "judge": "detector (per-object, training-free) or classifier.",
+    "num_prompts": Opt("Prompts (alternately two and three objects).", flag="--prompts"),
+    "images_per_prompt": "Images per prompt and method (same seeds for every method).",
+    "num_inference_steps": Opt("DDIM steps.", flag="--steps"),
+    "guidance_scale": Opt("Classifier-free guidance scale.", flag="--guidance"),
+    "methods": "Comma-separated methods to compare.",
+    "noun_weight": "ToMe composite token: weight of the noun (paper 1.1).",
+    "attribute_weight": "ToMe composite: weight of the attributes (paper 1.2).",
+    "seed": "Seed of the prompts and of the initial noise.",
+}, EVAL)
+def binding_command(config: BindingEvalConfig, _: None,
+                    model: str = _model("SD pipeline folder: zoo name or path.", "sd-shapes-tiny"),
+                    classifier: str = typer.Option("shapes-classifier", help="--judge classifier: zoo name or "
+                                                   "model directory."),
+                    tome_option: list[str] = typer.Option([], "--tome-option", help="Any other ToMe knob, "
+                                                          "KEY=VALUE with a JSON value (repeatable), e.g. "
+                                                          "token_step_size=100."),
+                    json_out: Path | None = _json_out()) -> None:
     """Attribute-binding accuracy of a shapes-world text-to-image model with and without ToMe."""
-    import json
-
-    import torch
-
-    from pipelines.shapes_classifier.model import ShapesClassifier
     from pipelines.tome.evaluate import (
         METHODS,
         binding_prompts,
@@ -157,45 +157,34 @@ def binding_command(
         reference_binding,
     )
     from pipelines.tome.pipeline import ToMeStableDiffusionPipeline
-    from pipelines.zoo import resolve_model
 
-    torch.set_num_threads(threads)
-    chosen = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = sorted(set(chosen) - set(METHODS))
-    if unknown or not chosen:
-        raise typer.BadParameter(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
-    if judge not in ("detector", "classifier"):
-        raise typer.BadParameter(f"unknown judge {judge!r}; choose detector or classifier")
-    try:
-        ref = resolve_model(model)
-        pipe = ToMeStableDiffusionPipeline.from_pretrained(ref.path)
-        scorer = (detector_judge() if judge == "detector"
-                  else classifier_judge(ShapesClassifier.from_pretrained(resolve_model(classifier).path)))
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
+    tome_overrides = _tome_options(tome_option)
+    ref = resolve_model(model)
+    pipe = ToMeStableDiffusionPipeline.from_pretrained(ref.path)
+    scorer = detector_judge() if config.judge == "detector" else classifier_judge(_load_classifier(classifier))
     pipe.set_progress_bar_config(disable=True)
     tome_kwargs = json.loads((ref.path / "config.json").read_text()).get("tome", {})
-    weights = {"noun_weight": noun_weight, "attribute_weight": attribute_weight}
+    weights = {"noun_weight": config.noun_weight, "attribute_weight": config.attribute_weight}
     tome_kwargs.update({k: v for k, v in weights.items() if v is not None})
-    tome_kwargs.update(_tome_options(tome_option))
-    results = evaluate_binding(pipe, scorer, binding_prompts(prompts, seed), images_per_prompt, steps, guidance,
-                               {m: METHODS[m] for m in chosen}, tome_kwargs, seed, progress=typer.echo)
+    tome_kwargs.update(tome_overrides)
+    results = evaluate_binding(pipe, scorer, binding_prompts(config.num_prompts, config.seed),
+                               config.images_per_prompt, config.num_inference_steps, config.guidance_scale,
+                               {m: METHODS[m] for m in config.methods}, tome_kwargs, config.seed,
+                               progress=typer.echo)
     reference = reference_binding(scorer, pipe.unet.config.sample_size * pipe.vae_scale_factor)
     typer.echo("| method | binding accuracy | object recall | swap rate | images |\n|---|---|---|---|---|")
     for name, r in {**results, "real shapes-world images": reference}.items():
         typer.echo(f"| {name} | {r.bound:.3f} | {r.object_recall:.3f} | {r.swap_rate:.3f} | {r.images} |")
-    if json_out is not None:
-        json_out.write_text(json.dumps({
-            "model": ref.name, "prompts": prompts, "images_per_prompt": images_per_prompt, "steps": steps,
-            "guidance_scale": guidance, "seed": seed, "judge": judge, "tome": tome_kwargs,
-            "methods": {name: r.to_dict() for name, r in results.items()},
-            "reference_real_images": reference.to_dict()}, indent=2) + "\n")
+    _write_json(json_out, {
+        "model": ref.name, "prompts": config.num_prompts, "images_per_prompt": config.images_per_prompt,
+        "steps": config.num_inference_steps, "guidance_scale": config.guidance_scale, "seed": config.seed,
+        "judge": config.judge, "tome": tome_kwargs, "methods": {name: r.to_dict() for name, r in results.items()},
+        "reference_real_images": reference.to_dict()})
 
 
 def _tome_options(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` items (VALUE as JSON) -> ToMeConfig overrides; unknown keys and bad values are errors."""
     import dataclasses
-    import json
 
     from pipelines.tome.pipeline import ToMeConfig
 
@@ -204,82 +193,75 @@ def _tome_options(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or key not in fields:
-            raise typer.BadParameter(f"--tome-option {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
+            raise InputError(f"--tome-option {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
         try:
             options[key] = json.loads(raw)
         except json.JSONDecodeError as err:
-            raise typer.BadParameter(f"--tome-option {key}: {raw!r} is not a JSON value") from err
+            raise InputError(f"--tome-option {key}: {raw!r} is not a JSON value") from err
     return options
 
 
+XAREvalConfig = signature_config(evaluate_xar, ("images_per_class", "num_inference_steps", "guidance_scale",
+                                                "sampler", "batch_size", "seed"), "XAREvalConfig")
+"""The knobs of ``eval xar``, defaults read from :func:`pipelines.xar.evaluate.evaluate_xar`."""
+
+
 @app.command("xar")
-def xar_command(
-    model: str = typer.Option(..., "--model", "-m", help="xAR zoo name or model directory (with vae/)."),
-    classifier: str = typer.Option("shapes-classifier", help="Shapes classifier zoo name or directory."),
-    images_per_class: int = typer.Option(10, help="Generated images per class (40 classes)."),
-    steps: int = typer.Option(25, help="Flow steps per entity."),
-    guidance_scale: float = typer.Option(2.0, help="Final CFG scale (ramped over entities)."),
-    sampler: str = typer.Option("sde", help="sde (Euler-Maruyama) or ode (Euler)."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-) -> None:
+@config_command(XAREvalConfig, {
+    "images_per_class": "Generated images per class (40 classes).",
+    "num_inference_steps": Opt("Flow steps per entity.", flag="--steps"),
+    "guidance_scale": "Final CFG scale (ramped over entities).",
+    "sampler": "sde (Euler-Maruyama) or ode (Euler).",
+    "seed": "Seed of the generated images.",
+}, EVAL)
+def xar_command(config: Any, _: None, model: str = _model("xAR zoo name or model directory (with vae/)."),
+                classifier: str = _classifier()) -> None:
     """Class accuracy per class, proxy FD and sampling time of generated shapes-world images (markdown)."""
-    import torch
     from diffusers import AutoencoderKL
 
-    from pipelines.shapes_classifier.model import ShapesClassifier
-    from pipelines.xar.evaluate import evaluate_xar
     from pipelines.xar.model import XAR
     from pipelines.xar.pipeline import XARPipeline
-    from pipelines.zoo import resolve_model
 
-    torch.set_num_threads(threads)
     path = resolve_model(model).path
     pipe = XARPipeline(XAR.from_pretrained(path), AutoencoderKL.from_pretrained(path / "vae").eval())
-    judge = ShapesClassifier.from_pretrained(resolve_model(classifier).path)
-    try:
-        report = evaluate_xar(pipe, judge, images_per_class, steps, guidance_scale, sampler)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
+    report = evaluate_xar(pipe, _load_classifier(classifier), **vars(config))
     typer.echo(report.markdown())
 
 
 @app.command("flow-omni")
-def flow_omni_command(
-    model: str = typer.Option("flow-omni-tiny", "--model", "-m", help="FlowOmni zoo name or model directory."),
-    judge: str = typer.Option("speech-judge", help="Phoneme recogniser: zoo name or model directory."),
-    codec_ref: str = typer.Option("wavtokenizer-tiny", "--codec", help="Codec of a codes-baseline model."),
-    statements: int = typer.Option(30, help="Unseen sentences (TTS and ASR)."),
-    dialogues: int = typer.Option(30, help="Unseen questions (speech-to-speech and text-to-text)."),
-    snr_db: float = typer.Option(10.0, "--snr-db", help="White-noise level of the noisy spoken prompts."),
-    flow_steps: int | None = typer.Option(None, help="Euler steps per frame group (default: the model's)."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
-) -> None:
+@config_command(FlowOmniEvalConfig, {
+    "num_statements": Opt("Unseen sentences (TTS and ASR).", flag="--statements"),
+    "num_dialogues": Opt("Unseen questions (speech-to-speech and text-to-text).", flag="--dialogues"),
+    "snr_db": "White-noise level of the noisy spoken prompts.",
+    "flow_steps": "Euler steps per frame group (default: the model's).",
+}, EVAL)
+def flow_omni_command(config: FlowOmniEvalConfig, _: None,
+                      model: str = _model("FlowOmni zoo name or model directory.", "flow-omni-tiny"),
+                      judge: str = typer.Option("speech-judge", help="Phoneme recogniser: zoo name or model "
+                                                "directory."),
+                      codec_ref: str = typer.Option("wavtokenizer-tiny", "--codec", help="Codec of a codes-baseline "
+                                                    "model."),
+                      json_out: Path | None = _json_out()) -> None:
     """Intelligibility (judge PER), duration, mel distance, ASR CER and answer accuracy, clean and noisy."""
-    import json
-
-    import torch
-
     from pipelines.flow_omni.codec import codec_bridge
     from pipelines.flow_omni.data import build_dialogue_corpus
     from pipelines.flow_omni.evaluate import as_rows, codec_ceiling_per, score_dialogue, score_tts
     from pipelines.flow_omni.generate import GenerationOptions
     from pipelines.flow_omni.model import FlowOmni
-    from pipelines.zoo import resolve_model
     from tokenizers_media.speech.recognizer import PhonemeRecognizer
 
-    torch.set_num_threads(threads)
     flow_omni = FlowOmni.from_pretrained(resolve_model(model).path)
     recognizer = PhonemeRecognizer.from_pretrained(resolve_model(judge).path)
     codec = codec_bridge(codec_ref, flow_omni.config.mel_spec) if flow_omni.config.output == "codes" else None
-    corpus = build_dialogue_corpus("eval", statements, dialogues, seed=0, spec=flow_omni.config.mel_spec)
-    options = GenerationOptions(flow_steps=flow_steps)
+    corpus = build_dialogue_corpus("eval", config.num_statements, config.num_dialogues, seed=0,
+                                   spec=flow_omni.config.mel_spec)
+    options = GenerationOptions(flow_steps=config.flow_steps)
     results = {"model": model, "tts": as_rows(score_tts(flow_omni, recognizer, corpus.statements, options, codec))}
     if codec is not None:
         results["tts"]["codec_ceiling_per"] = round(codec_ceiling_per(recognizer, corpus.statements, codec), 4)
     typer.echo(f"tts: {results['tts']}")
-    for name, snr in (("clean", None), (f"noisy_{snr_db:g}db", snr_db)):
+    for name, snr in (("clean", None), (f"noisy_{config.snr_db:g}db", config.snr_db)):
         results[name] = as_rows(score_dialogue(flow_omni, recognizer, corpus, options, snr, codec))
         typer.echo(f"{name}: {results[name]}")
-    if json_out is not None:
-        json_out.write_text(json.dumps(results, indent=2) + "\n")
+    _write_json(json_out, results)
+

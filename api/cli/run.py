@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from api.cli.errors import fail
 from pipelines.base import InputError
 from pipelines.registry import get_pipeline_class
 from pipelines.zoo import resolve_model
@@ -67,8 +68,6 @@ def run_command(
             written = run_spec_locally(spec, outdir, device=device, max_audio_seconds=max_audio_seconds,
                                        progress=lambda frac, msg: bar.update(task, completed=frac, description=msg))
     except (InputError, FileNotFoundError) as err:
-        # markup off: messages quote user values such as "[0, 4096)"; soft wrap keeps them on one line.
-        console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise fail(str(err)) from None
     for path in written:
         typer.echo(str(path))

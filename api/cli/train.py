@@ -1,404 +1,352 @@
-"""``mediaforge train MODEL``: one sub-command per trainable model (the loops live in pipelines/training)."""
+"""``mediaforge train MODEL``: one sub-command per trainable model, its options built from the model's config.
+
+Every option default is the config dataclass's (``api.cli.config_options``); fields without an option of their
+own are reachable with ``--set key=value`` or ``--config run.json``. Every command shares ``-o/--output DIR``,
+``--threads N`` (default 1; 0 keeps torch's default), ``--progress/--no-progress`` and ``--resume``: a run
+starts only in a new or empty directory, ``--resume`` continues the one there (exit 2 otherwise).
+"""
 
 from __future__ import annotations
 
+import inspect
+import logging
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
-app = typer.Typer(help="Train a model from this repo's own data.", no_args_is_help=True)
+from api.cli.config_options import (
+    Opt,
+    OptionGroup,
+    config_command,
+    default_of,
+    set_threads,
+    signature_config,
+    threads_option,
+)
+from pipelines.flow_omni.train import FlowOmniTrainConfig, train_flow_omni
+from pipelines.gdt.train import GDTTrainConfig, train_gdt
+from pipelines.karl.train import KARLTrainConfig, PerturbOptions, train_karl
+from pipelines.sd.train import SDTrainConfig, finetune_vae_decoder, train_sd
+from pipelines.shapes_classifier.train import ClassifierTrainConfig, train_shapes_classifier
+from pipelines.speech_judge.train import JudgeTrainConfig, train_speech_judge
+from pipelines.textok.train import TexTokTrainConfig, train_textok
+from pipelines.training.vae import VAETrainConfig, train_vae
+from pipelines.vocoder.train import VocoderTrainConfig, train_vocoder
+from pipelines.wavtokenizer.train import TrainConfig as WavTokenizerTrainConfig
+from pipelines.wavtokenizer.train import train_wavtokenizer
+from pipelines.xar.train import XARTrainConfig, train_xar
+from pipelines.zoo import resolve_model
 
+app = typer.Typer(no_args_is_help=True)
 
 def start_run(threads: int) -> None:
     """Log lines with timestamps and a fixed torch thread count (0: torch's default) for a training run."""
-    import logging
-
-    import torch
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """Where and how a command trains: its directory, whether it continues the run there, the progress bar."""
+
+    output: Path
+    resume: bool = False
+    show_progress: bool = True
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments every trainer takes."""
+        return {"resume": self.resume, "show_progress": self.show_progress}
+
+
+def _open_run(output: Path | None, old_output: Path | None, threads: int, progress: bool, resume: bool) -> TrainRun:
+    """The common options as a :class:`TrainRun`; a reused directory needs ``--resume`` (checked before any
+    data is built, also for trainers that keep no checkpoint)."""
+    path = output or old_output
+    if path is None:
+        raise typer.BadParameter("missing option -o/--output DIR", param_hint="'-o' / '--output'")
+    if not resume and path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"{path} is not empty: pass --resume to continue the run in it, or give a new or "
+                              "empty directory to start over")
+    start_run(threads)
+    return TrainRun(path, resume, progress)
+
+
+def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+TRAIN = OptionGroup([
+    _param("output", Path | None, typer.Option(None, "-o", "--output", help="Run directory to write (new or empty, "
+                                               "or with --resume the run to continue).", show_default=False)),
+    _param("old_output", Path | None, typer.Option(None, "--out", "--output-dir", hidden=True,
+                                                   help="Deprecated spelling of -o/--output.")),
+    threads_option(),
+    _param("progress", bool, typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")),
+    _param("resume", bool, typer.Option(False, "--resume", help="Continue the run in the output directory under "
+                                        "its saved config (a larger --steps extends it).")),
+], _open_run)
+
+THREADS_ONLY = OptionGroup([threads_option()], start_run)
+
+
+def zoo_path(name: str) -> str:
+    """A zoo name or model directory -> the directory, as configs store it."""
+    return str(resolve_model(name).path)
+
+
+def _command_line() -> str:
+    """This invocation, for model cards."""
+    return "mediaforge " + " ".join(sys.argv[1:])
+
+
+def _init(what: str) -> Opt:
+    return Opt(f"Start from this trained {what} (zoo name or model directory).", parse=zoo_path)
 
 
 @app.command("shapes-classifier")
-def train_shapes_classifier_command(
-    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write."),
-    steps: int = typer.Option(2000, help="Optimizer steps."),
-    batch_size: int = typer.Option(32, help="Images per step."),
-    seed: int = typer.Option(0, help="Torch seed for the initial weights."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-) -> None:
+@config_command(ClassifierTrainConfig, {
+    "steps": "Optimizer steps.",
+    "batch_size": "Images per step.",
+    "seed": "Torch seed for the initial weights.",
+}, TRAIN)
+def train_shapes_classifier_command(config: ClassifierTrainConfig, run: TrainRun) -> None:
     """Train the shapes-world classifier (proxy-FID features and judge) and write its model card."""
-    import sys
-
-    from pipelines.shapes_classifier.train import ClassifierTrainConfig, train_shapes_classifier
-
-    start_run(threads)
-    config = ClassifierTrainConfig(steps=steps, batch_size=batch_size, seed=seed)
-    metrics = train_shapes_classifier(config, out, command="mediaforge " + " ".join(sys.argv[1:]))
+    metrics = train_shapes_classifier(config, run.output, **run.kwargs, command=_command_line())
     typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
 
 @app.command("karl")
-def train_karl_command(
-    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write (resumes its checkpoint)."),
-    preset: str = typer.Option("tiny", help="KARL preset (tiny, paper-small)."),
-    steps: int = typer.Option(1500, help="Optimizer steps."),
-    batch_size: int = typer.Option(32, help="Images per step."),
-    lr: float = typer.Option(3e-4, help="Peak learning rate."),
-    l1_weight: float = typer.Option(1.0, help="Pixel L1 loss weight."),
-    l2_weight: float = typer.Option(1.0, help="Pixel L2 loss weight."),
-    token_step: int = typer.Option(4, help="Budget-pass token counts are token_step, 2 token_step, ..., max "
-                                   "(1: every count, so the halting head also learns the fewest-token regime)."),
-    halt_weight: float = typer.Option(0.1, help="Weight of the halting BCE in the learn-to-tokenize pass."),
-    perturb: str | None = typer.Option(None, help="Robust latent perturbation, e.g. alpha=1,beta=0.1,delta=100."),
-    seed: int = typer.Option(0, help="Torch seed for the initial weights and the pass randomness."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-    stop_at: int | None = typer.Option(None, help="End this session after this step (resume later)."),
-    init: str | None = typer.Option(None, help="Start from this trained KARL (zoo name or directory)."),
-    halting_only: bool = typer.Option(False, help="Train only the halting head of --init (the rest frozen)."),
-    budget_per_image: bool = typer.Option(False, help="Draw the budget-pass T per image, not once per step."),
-) -> None:
+@config_command(KARLTrainConfig, {
+    "preset": "KARL preset (tiny, paper-small).",
+    "steps": "Optimizer steps.",
+    "batch_size": "Images per step.",
+    "lr": "Peak learning rate.",
+    "l1_weight": "Pixel L1 loss weight.",
+    "l2_weight": "Pixel L2 loss weight.",
+    "token_step": "Budget-pass token counts are token_step, 2 token_step, ..., max (1: every count, so the halting "
+                  "head also learns the fewest-token regime).",
+    "halt_weight": "Weight of the halting BCE in the learn-to-tokenize pass.",
+    "perturb": Opt("Robust latent perturbation, e.g. alpha=1,beta=0.1,delta=100.", parse=PerturbOptions.parse),
+    "seed": "Torch seed for the initial weights and the pass randomness.",
+    "init": _init("KARL"),
+    "halting_only": "Train only the halting head of --init (the rest frozen).",
+    "budget_per_image": "Draw the budget-pass T per image, not once per step.",
+}, TRAIN)
+def train_karl_command(config: KARLTrainConfig, run: TrainRun,
+                       stop_at: int | None = typer.Option(None, help="End this session after this step (resume "
+                                                          "later).")) -> None:
     """Train KARL on shapes world (two-pass adaptive-token training), saving samples and checkpoints."""
+    train_karl(config, run.output, **run.kwargs, stop_at=stop_at)
+    typer.echo(f"saved {run.output}")
 
-    from pipelines.karl.train import KARLTrainConfig, PerturbOptions, train_karl
-    from pipelines.zoo import resolve_model
 
-    start_run(threads)
-    try:
-        options = None if perturb is None else PerturbOptions.parse(perturb)
-        config = KARLTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, l1_weight=l1_weight,
-                                 l2_weight=l2_weight, token_step=token_step, halt_weight=halt_weight,
-                                 seed=seed, perturb=options,
-                                 init=None if init is None else str(resolve_model(init).path),
-                                 halting_only=halting_only, budget_per_image=budget_per_image)
-        train_karl(config, out, show_progress=progress, stop_at=stop_at)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-    typer.echo(f"saved {out}")
+GAN_FIELDS: dict[str, str | Opt] = {
+    "steps": "Generator steps in total (may be raised on --resume).",
+    "batch_size": "Crops per step.",
+    "crop_seconds": "Crop length in seconds.",
+    "lr": "Peak AdamW learning rate of the generator.",
+    "disc_lr": "Peak AdamW learning rate of the discriminators.",
+    "mel_only_steps": "First steps on the reconstruction losses only, before the GAN starts (may be raised on "
+                      "--resume).",
+    "mpd_width": "Multi-period discriminator width (official 32).",
+    "mrd_width": "Multi-resolution discriminator width (official 64).",
+    "train_utterances": "espeak-ng utterances in the training corpus (10 voices).",
+    "seed": "Seed of the weights, the corpus and the crops.",
+    "checkpoint_every": "Steps between resumable checkpoint.pt saves.",
+}
+"""Options of the knobs every GAN audio run has (``GanTrainConfig``)."""
 
 
 @app.command("wavtokenizer")
-def wavtokenizer_command(
-    output_dir: Path = typer.Option(..., "-o", "--output-dir", help="run directory: checkpoints + final model"),
-    preset: str = typer.Option("tiny", help="model size: tiny (CPU) or paper-75 / paper-40"),
-    steps: int = typer.Option(6000, help="generator steps in total (may be raised on --resume)"),
-    batch_size: int = typer.Option(8, help="crops per step"),
-    crop_seconds: float = typer.Option(1.0, help="crop length in seconds (official: 3)"),
-    lr: float = typer.Option(2e-4, help="peak AdamW learning rate (generator and discriminators)"),
-    mel_only_steps: int = typer.Option(0, help="first steps on mel + commitment only, before the GAN starts "
-                                                 "(may be raised on --resume)"),
-    quantizer_warmup_steps: int = typer.Option(0, help="first steps without the quantizer; k-means init after"),
-    encoder_init: str = typer.Option("default", help="encoder kernels: default (official) or kaiming (CPU runs)"),
-    commit_coeff: float = typer.Option(1000.0, help="commitment weight (official 1000, tuned to its latent scale)"),
-    mpd_width: int = typer.Option(32, help="multi-period discriminator width (official 32)"),
-    mrd_width: int = typer.Option(64, help="multi-resolution discriminator width (official 64)"),
-    train_utterances: int = typer.Option(400, help="espeak-ng utterances in the training corpus"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
-    checkpoint_every: int = typer.Option(250, help="steps between resumable train_state.pt saves"),
-    snapshot_every: int = typer.Option(1000, help="steps between model snapshots in OUTPUT_DIR/snapshots/"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in OUTPUT_DIR"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with losses"),
-) -> None:
+@config_command(WavTokenizerTrainConfig, {
+    "preset": "Model size: tiny (CPU) or paper-75 / paper-40.",
+    **GAN_FIELDS,
+    "quantizer_warmup_steps": "First steps without the quantizer; k-means init after.",
+    "encoder_init": "Encoder kernels: default (official) or kaiming (CPU runs).",
+    "commit_coeff": "Commitment weight (official 1000, tuned to its latent scale).",
+    "snapshot_every": "Steps between model snapshots in OUTPUT/snapshots/.",
+}, TRAIN)
+def train_wavtokenizer_command(config: WavTokenizerTrainConfig, run: TrainRun) -> None:
     """Train WavTokenizer on espeak-ng speech + synthetic tones (see pipelines/wavtokenizer/train.py)."""
-
-    from pipelines.wavtokenizer.train import TrainConfig, train_wavtokenizer
-
-    start_run(threads)
-    config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds, lr=lr,
-                         disc_lr=lr, mel_only_steps=mel_only_steps,
-                         quantizer_warmup_steps=quantizer_warmup_steps, encoder_init=encoder_init,
-                         commit_coeff=commit_coeff,
-                         mpd_width=mpd_width, mrd_width=mrd_width,
-                         train_utterances=train_utterances, checkpoint_every=checkpoint_every,
-                         snapshot_every=snapshot_every)
-    out = train_wavtokenizer(config, output_dir, resume=resume, progress=progress)
-    typer.echo(f"saved {out}")
+    typer.echo(f"saved {train_wavtokenizer(config, run.output, **run.kwargs)}")
 
 
 @app.command("vocoder")
-def vocoder_command(
-    output_dir: Path = typer.Option(..., "-o", "--output-dir", help="run directory: checkpoint + final model"),
-    preset: str = typer.Option("tiny", help="MelVocoder size: tiny (CPU) or paper"),
-    steps: int = typer.Option(3000, help="generator steps in total (may be raised on --resume)"),
-    batch_size: int = typer.Option(8, help="crops per step"),
-    crop_seconds: float = typer.Option(1.0, help="crop length in seconds"),
-    lr: float = typer.Option(5e-4, help="peak AdamW learning rate of the vocoder"),
-    mel_only_steps: int = typer.Option(0, help="first steps on the mel loss only, before the GAN starts "
-                                                 "(may be raised on --resume)"),
-    input_mel_coeff: float = typer.Option(0.0, help="weight of an extra L1 to the input log-mel (not in Vocos)"),
-    mpd_width: int = typer.Option(8, help="multi-period discriminator width (official 32)"),
-    mrd_width: int = typer.Option(16, help="multi-resolution discriminator width (official 64)"),
-    train_utterances: int = typer.Option(400, help="espeak-ng utterances in the 10 codec training voices"),
-    answer_utterances: int = typer.Option(200, help="dialogue sentences in Flow-Omni's answer voice"),
-    eval_clips: int = typer.Option(10, help="held-out sentences per voice set for the model card (0: none)"),
-    init: str | None = typer.Option(None, help="start from this trained vocoder (zoo name or directory)"),
-    threads: int = typer.Option(1, help="torch CPU threads (0: torch's default)"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in OUTPUT_DIR"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with losses"),
-) -> None:
+@config_command(VocoderTrainConfig, {
+    "preset": "MelVocoder size: tiny (CPU) or paper.",
+    **GAN_FIELDS,
+    "input_mel_coeff": "Weight of an extra L1 to the input log-mel (not in Vocos).",
+    "answer_utterances": "Dialogue sentences in Flow-Omni's answer voice.",
+    "init": Opt("Start from this trained vocoder (zoo name or model directory).", parse=zoo_path),
+}, TRAIN)
+def train_vocoder_command(config: VocoderTrainConfig, run: TrainRun,
+                          eval_clips: int = typer.Option(default_of(train_vocoder, "evaluate_clips"),
+                                                         help="Held-out sentences per voice set for the model "
+                                                              "card (0: none).")) -> None:
     """Train the Flow-Omni mel vocoder (Vocos recipe) on espeak-ng speech; card compares it with Griffin-Lim."""
-    import sys
-
-    from pipelines.vocoder.train import VocoderTrainConfig, train_vocoder
-    from pipelines.zoo import resolve_model
-
-    start_run(threads)
-    try:
-        config = VocoderTrainConfig(preset=preset, steps=steps, batch_size=batch_size, crop_seconds=crop_seconds,
-                                    lr=lr, mel_only_steps=mel_only_steps, input_mel_coeff=input_mel_coeff,
-                                    mpd_width=mpd_width, mrd_width=mrd_width,
-                                    train_utterances=train_utterances, answer_utterances=answer_utterances,
-                                    init="" if init is None else str(resolve_model(init).path))
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-    out = train_vocoder(config, output_dir, resume=resume, progress=progress, evaluate_clips=eval_clips,
-                        command="mediaforge " + " ".join(sys.argv[1:]))
+    out = train_vocoder(config, run.output, **run.kwargs, evaluate_clips=eval_clips, command=_command_line())
     typer.echo(f"saved {out}")
 
 
+def _perturb_strength(text: str) -> tuple[float, float, int]:
+    options = PerturbOptions.parse(text)
+    return options.alpha, options.beta, options.delta
+
+
 @app.command("textok")
-def train_textok_command(
-    out: Path = typer.Option(..., "-o", "--out", help="Run directory (checkpoint, samples; model in DIR/model)."),
-    preset: str = typer.Option("tiny", help="TexTok preset (tiny, tiny-64, paper-B)."),
-    tokens: int = typer.Option(32, help="Number of latent tokens N (32, 64, 128, 256)."),
-    text: bool = typer.Option(True, "--text/--no-text", help="Text conditioning (--no-text: the ablation)."),
-    text_encoder: str = typer.Option("minilm", help="minilm (frozen, pretrained) or learned."),
-    bottleneck: str = typer.Option("kl", help="kl (continuous, the paper) or vq."),
-    steps: int = typer.Option(1000, help="Optimizer steps."),
-    batch_size: int = typer.Option(32, help="Images per step."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate."),
-    pool_size: int = typer.Option(4096, help="Training images (with precomputed caption embeddings)."),
-    eval_images: int = typer.Option(512, help="Held-out images for the final PSNR / SSIM."),
-    perturb: str | None = typer.Option(None, help="vq only: robust latent perturbation alpha=..,beta=..,delta=.."),
-    text_dropout: float = typer.Option(0.0, help="Share of training images trained without their caption."),
-    caption_style: str = typer.Option("coarse", help="coarse (names objects) or exact (pins all geometry)."),
-    init: str | None = typer.Option(None, help="Start from this trained TexTok (zoo name or directory)."),
-    seed: int = typer.Option(0, help="Torch seed."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-) -> None:
-    """Train TexTok on shapes world; resumes DIR/checkpoint.pt; writes DIR/model and DIR/metrics.json."""
-
-    from pipelines.textok.train import TexTokTrainConfig, train_textok
-    from pipelines.zoo import resolve_model
-
-    start_run(threads)
-    try:
-        strength = None
-        if perturb is not None:
-            from pipelines.karl.train import PerturbOptions
-
-            options = PerturbOptions.parse(perturb)
-            strength = (options.alpha, options.beta, options.delta)
-        config = TexTokTrainConfig(preset=preset, num_latent_tokens=tokens, text_conditioning=text,
-                                   text_encoder=text_encoder, bottleneck=bottleneck, steps=steps,
-                                   batch_size=batch_size, lr=lr, pool_size=pool_size, eval_images=eval_images,
-                                   seed=seed, perturb=strength, text_dropout=text_dropout,
-                                   caption_style=caption_style,
-                                   init=None if init is None else str(resolve_model(init).path))
-        metrics = train_textok(config, out, show_progress=progress)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
+@config_command(TexTokTrainConfig, {
+    "preset": "TexTok preset (tiny, tiny-64, paper-B).",
+    "num_latent_tokens": Opt("Number of latent tokens N (32, 64, 128, 256).", flag="--tokens"),
+    "text_conditioning": Opt("Text conditioning (--no-text: the ablation).", flag="--text/--no-text"),
+    "text_encoder": "minilm (frozen, pretrained) or learned.",
+    "bottleneck": "kl (continuous, the paper) or vq.",
+    "steps": "Optimizer steps.",
+    "batch_size": "Images per step.",
+    "lr": "Peak learning rate.",
+    "pool_size": "Training images (with precomputed caption embeddings).",
+    "eval_images": "Held-out images for the final PSNR / SSIM.",
+    "perturb": Opt("vq only: robust latent perturbation alpha=..,beta=..,delta=..", parse=_perturb_strength),
+    "text_dropout": "Share of training images trained without their caption.",
+    "caption_style": "coarse (names objects) or exact (pins all geometry).",
+    "init": _init("TexTok"),
+    "seed": "Torch seed.",
+}, TRAIN)
+def train_textok_command(config: TexTokTrainConfig, run: TrainRun) -> None:
+    """Train TexTok on shapes world; writes OUTPUT/checkpoint.pt, OUTPUT/model and OUTPUT/metrics.json."""
+    metrics = train_textok(config, run.output, **run.kwargs)
     typer.echo(" ".join(f"{k}={v}" for k, v in metrics.items()))
 
 
 @app.command("sd")
-def train_sd_command(
-    out: Path = typer.Option(..., "-o", "--out", help="Pipeline folder to write (diffusers layout + config.json)."),
-    preset: str = typer.Option("tiny", help="Model sizes (tiny)."),
-    vae_steps: int = typer.Option(300, help="AutoencoderKL steps (first phase)."),
-    unet_steps: int = typer.Option(20000, help="UNet + text encoder steps (second phase)."),
-    max_minutes: float = typer.Option(60.0, help="Wall-clock budget of the second phase; saves and stops."),
-    batch_size: int = typer.Option(16, help="Images per step."),
-    seed: int = typer.Option(0, help="Torch / caption seed."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the UNet phase of the run saved in OUT."),
-) -> None:
+@config_command(SDTrainConfig, {
+    "preset": "Model sizes (tiny).",
+    "vae_steps": "AutoencoderKL steps (first phase).",
+    "unet_steps": "UNet + text encoder steps (second phase).",
+    "max_minutes": "Wall-clock budget of the second phase; saves and stops.",
+    "batch_size": "Images per step.",
+    "seed": "Torch / caption seed.",
+}, TRAIN)
+def train_sd_command(config: SDTrainConfig, run: TrainRun) -> None:
     """Train a tiny latent diffusion text-to-image model on shapes world (VAE, CLIP text encoder, UNet)."""
-
-    from pipelines.sd.train import SDTrainConfig, train_sd
-
-    start_run(threads)
-    try:
-        config = SDTrainConfig(preset=preset, vae_steps=vae_steps, unet_steps=unet_steps, max_minutes=max_minutes,
-                               batch_size=batch_size, seed=seed)
-        result = train_sd(config, out, resume=resume)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
+    result = train_sd(config, run.output, **run.kwargs)
     typer.echo(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
 
 
 @app.command("gdt")
-def train_gdt_command(
-    out: Path = typer.Option(..., "-o", "--out", help="Pipeline folder to write (saved every 500 steps)."),
-    preset: str = typer.Option("tiny", help="GDT preset (tiny)."),
-    vae: Path | None = typer.Option(None, help="A trained AutoencoderKL folder; default: train one first."),
-    group_size: int = typer.Option(4, help="Images per group."),
-    single_image: bool = typer.Option(False, "--single-image", help="Baseline: same data, G = 1 attention."),
-    same_image_bias: bool = typer.Option(False, "--same-image-bias",
-                                         help="Learn a same-image attention bias per layer and head."),
-    drop_shared: float = typer.Option(0.5, min=0.0, max=1.0,
-                                      help="Share of groups whose later captions leave out the shared attribute."),
-    kinds: str = typer.Option("same_shape,same_colour,moving,same_style",
-                              help="Comma-separated group kinds to train on, drawn uniformly from the list "
-                                   "(repeat a kind to weight it)."),
-    steps: int = typer.Option(2000, help="Optimizer steps."),
-    groups_per_step: int = typer.Option(8, help="Groups per step."),
-    seed: int = typer.Option(0, help="Torch seed."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-) -> None:
+@config_command(GDTTrainConfig, {
+    "preset": "GDT preset (tiny).",
+    "group_size": "Images per group.",
+    "single_image": "Baseline: same data, G = 1 attention.",
+    "same_image_bias": "Learn a same-image attention bias per layer and head.",
+    "drop_shared": "Share of groups whose later captions leave out the shared attribute.",
+    "kinds": "Comma-separated group kinds to train on, drawn uniformly from the list (repeat a kind to weight it).",
+    "steps": "Optimizer steps.",
+    "groups_per_step": "Groups per step.",
+    "seed": "Torch seed.",
+}, TRAIN)
+def train_gdt_command(config: GDTTrainConfig, run: TrainRun,
+                      vae: Path | None = typer.Option(None, help="A trained AutoencoderKL folder; default: train "
+                                                      "one first.")) -> None:
     """Train GDT (group diffusion transformer) on shapes-world groups (see pipelines/gdt/train.py)."""
-    import sys
+    info = train_gdt(config, run.output, vae_dir=vae, **run.kwargs, command=_command_line())
+    typer.echo(f"saved {run.output} at step {info['step']} (loss {info['loss']})")
 
-    from pipelines.gdt.train import GDTTrainConfig, train_gdt
 
-    start_run(threads)
-    try:
-        config = GDTTrainConfig(preset=preset, group_size=group_size, single_image=single_image,
-                                same_image_bias=same_image_bias, drop_shared=drop_shared,
-                                kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()), steps=steps,
-                                groups_per_step=groups_per_step, seed=seed)
-        info = train_gdt(config, out, vae, command="mediaforge " + " ".join(sys.argv[1:]))
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-    typer.echo(f"saved {out} at step {info['step']} (loss {info['loss']})")
+SDDecoderConfig = signature_config(finetune_vae_decoder, ("steps", "batch_size", "max_minutes"), "SDDecoderConfig")
+"""The knobs of ``train sd-decoder``, defaults read from :func:`finetune_vae_decoder`."""
 
 
 @app.command("sd-decoder")
-def train_sd_decoder_command(
-    pipeline: Path = typer.Option(..., "-p", "--pipeline", help="SD pipeline folder whose vae/ is fine-tuned."),
-    steps: int = typer.Option(2000, help="Decoder steps."),
-    max_minutes: float = typer.Option(60.0, help="Wall-clock budget; saves and stops."),
-    batch_size: int = typer.Option(16, help="Images per step."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-) -> None:
+@config_command(SDDecoderConfig, {
+    "steps": "Decoder steps.",
+    "batch_size": "Images per step.",
+    "max_minutes": "Wall-clock budget; saves and stops.",
+}, THREADS_ONLY)
+def train_sd_decoder_command(config: Any, _: None,
+                             pipeline: Path = typer.Option(..., "-p", "--pipeline", help="SD pipeline folder whose "
+                                                           "vae/ is fine-tuned (in place).")) -> None:
     """Fine-tune the VAE decoder of a `train sd` pipeline (encoder frozen: the UNet's latents are unchanged)."""
     from diffusers import AutoencoderKL
 
     from pipelines.data.shapes import ShapesWorld
-    from pipelines.sd.train import finetune_vae_decoder
 
-    start_run(threads)
     vae = AutoencoderKL.from_pretrained(pipeline / "vae")
     world = ShapesWorld(vae.config.sample_size, min_objects=1, max_objects=3)
-    done = finetune_vae_decoder(vae, world, steps, batch_size, max_minutes=max_minutes,
+    done = finetune_vae_decoder(vae, world, config.steps, config.batch_size, max_minutes=config.max_minutes,
                                 on_save=lambda v: v.save_pretrained(pipeline / "vae"))
     typer.echo(f"decoder steps {done}; saved {pipeline / 'vae'}")
 
 
 @app.command("vae")
-def train_vae_command(
-    out: Path = typer.Option(..., "-o", "--out", help="AutoencoderKL folder to write."),
-    steps: int = typer.Option(600, help="Optimizer steps."),
-    batch_size: int = typer.Option(16, help="Images per step."),
-    seed: int = typer.Option(0, help="Torch seed."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-) -> None:
-    """Train xAR's latent space: a 16-channel stride-8 AutoencoderKL on class-conditional shapes world."""
-
-    from pipelines.xar.vae import VAETrainConfig, train_vae
-
-    start_run(threads)
-    metrics = train_vae(VAETrainConfig(steps=steps, batch_size=batch_size, seed=seed), out)
+@config_command(VAETrainConfig, {
+    "steps": "Optimizer steps.",
+    "batch_size": "Images per step.",
+    "seed": "Torch seed.",
+}, TRAIN)
+def train_vae_command(config: VAETrainConfig, run: TrainRun) -> None:
+    """Train xAR's latent space: a 16-channel stride-8 AutoencoderKL on class-conditional shapes world (the
+    defaults are the ``xar`` preset of pipelines/training/vae.py)."""
+    metrics = train_vae(config, run.output, **run.kwargs)
     typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
 
 @app.command("xar")
-def train_xar_command(
-    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write (resumes its checkpoint)."),
-    vae: Path = typer.Option(..., "--vae", help="AutoencoderKL folder from `mediaforge train vae`."),
-    preset: str = typer.Option("tiny", help="XAR preset."),
-    entity: str = typer.Option("cell", help="Prediction entity: cell, patch, subsample, scale, image."),
-    entity_size: int = typer.Option(4, help="Side k of a cell / subsample entity."),
-    teacher_forcing: bool = typer.Option(False, "--teacher-forcing", help="Baseline: clean context, no NCL."),
-    steps: int = typer.Option(3000, help="Optimizer steps."),
-    batch_size: int = typer.Option(32, help="Images per step."),
-    lr: float = typer.Option(5e-4, help="Peak learning rate."),
-    seed: int = typer.Option(0, help="Torch seed."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-) -> None:
+@config_command(XARTrainConfig, {
+    "preset": "XAR preset.",
+    "entity": "Prediction entity: cell, patch, subsample, scale, image.",
+    "entity_size": "Side k of a cell / subsample entity.",
+    "noisy_context": Opt("Noisy Context Learning (--teacher-forcing: the baseline, clean context).",
+                         flag="--noisy-context/--teacher-forcing"),
+    "steps": "Optimizer steps.",
+    "batch_size": "Images per step.",
+    "lr": "Peak learning rate.",
+    "seed": "Torch seed.",
+}, TRAIN)
+def train_xar_command(config: XARTrainConfig, run: TrainRun,
+                      vae: Path = typer.Option(..., "--vae", help="AutoencoderKL folder from `mediaforge train "
+                                               "vae`.")) -> None:
     """Train class-conditional xAR (flow matching + Noisy Context Learning) on shapes-world latents."""
-
-    from pipelines.xar.train import XARTrainConfig, train_xar
-
-    start_run(threads)
-    try:
-        config = XARTrainConfig(preset=preset, entity=entity, entity_size=entity_size,
-                                noisy_context=not teacher_forcing, steps=steps, batch_size=batch_size, lr=lr,
-                                seed=seed)
-        info = train_xar(config, vae, out)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-    typer.echo(f"saved {out} at step {info['step']} (loss {info['loss']:.4f}, {info['wall_s']:.0f} s)")
-
-
-def _weights(text: str, count: int) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError as err:
-        raise typer.BadParameter(f"expected {count} comma-separated weights, got {text!r}") from err
-    if len(values) != count or min(values) < 0 or sum(values) <= 0:
-        raise typer.BadParameter(f"expected {count} non-negative weights with a positive sum, got {text!r}")
-    return values
+    info = train_xar(config, run.output, vae_dir=vae, **run.kwargs)
+    typer.echo(f"saved {run.output} at step {info['step']} (loss {info['loss']:.4f})")
 
 
 @app.command("flow-omni")
-def train_flow_omni_command(
-    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write (resumes its checkpoint)."),
-    preset: str = typer.Option("tiny", help="FlowOmni preset (tiny, paper)."),
-    output: str = typer.Option("mel", help="Speech output: mel (flow matching) or codes (the codec baseline)."),
-    codec: str = typer.Option("wavtokenizer-tiny", help="Codec for --output codes (zoo name or directory)."),
-    steps: int = typer.Option(2000, help="Optimizer steps."),
-    batch_size: int = typer.Option(16, help="Examples per step (tasks mixed)."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate."),
-    statements: int = typer.Option(2000, help="Spoken statements (ASR / TTS material)."),
-    dialogues: int = typer.Option(600, help="Spoken Q&A pairs (speech-to-speech / text-to-text material)."),
-    seed: int = typer.Option(0, help="Torch seed and data seed."),
-    threads: int = typer.Option(2, help="torch.set_num_threads."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-    stop_at: int | None = typer.Option(None, help="End this session after this step (resume later)."),
-    save_dtype: str = typer.Option("float32", help="dtype of the saved weights: float32 or float16."),
-    task_weights: str = typer.Option("0.2,0.4,0.3,0.1", help="Sampling weights of asr,tts,s2s,t2t."),
-) -> None:
-    """Train Flow-Omni (text + speech-state streams, flow-matching mel head) on espeak dialogue.
-
-    Re-running on the same --out resumes its checkpoint; a larger --steps extends the run (the cosine schedule is
-    recomputed for the new total)."""
-    from pipelines.flow_omni.train import FlowOmniTrainConfig, train_flow_omni
-
-    start_run(threads)
-    try:
-        config = FlowOmniTrainConfig(preset=preset, output=output, codec=codec, steps=steps, batch_size=batch_size,
-                                     lr=lr, num_statements=statements, num_dialogues=dialogues, seed=seed,
-                                     save_dtype=save_dtype, task_weights=_weights(task_weights, 4))
-        train_flow_omni(config, out, show_progress=progress, stop_at=stop_at)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-    typer.echo(f"saved {out}")
+@config_command(FlowOmniTrainConfig, {
+    "preset": "FlowOmni preset (tiny, paper).",
+    "output": Opt("Speech head: mel (flow matching) or codes (the codec baseline).", flag="--speech-output"),
+    "codec": "Codec for --speech-output codes (zoo name or directory).",
+    "steps": "Optimizer steps (a larger value on --resume extends the run; the cosine follows the new total).",
+    "batch_size": "Examples per step (tasks mixed).",
+    "lr": "Peak learning rate.",
+    "num_statements": Opt("Spoken statements (ASR / TTS material).", flag="--statements"),
+    "num_dialogues": Opt("Spoken Q&A pairs (speech-to-speech / text-to-text material).", flag="--dialogues"),
+    "seed": "Torch seed and data seed.",
+    "save_dtype": "dtype of the saved weights: float32, float16 or bfloat16.",
+    "task_weights": "Sampling weights of asr,tts,s2s,t2t.",
+}, TRAIN)
+def train_flow_omni_command(config: FlowOmniTrainConfig, run: TrainRun,
+                            stop_at: int | None = typer.Option(None, help="End this session after this step "
+                                                               "(resume later).")) -> None:
+    """Train Flow-Omni (text + speech-state streams, flow-matching mel head) on espeak dialogue."""
+    train_flow_omni(config, run.output, **run.kwargs, stop_at=stop_at)
+    typer.echo(f"saved {run.output}")
 
 
 @app.command("speech-judge")
-def train_speech_judge_command(
-    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write."),
-    preset: str = typer.Option("tiny", help="PhonemeRecognizer preset (tiny, small)."),
-    steps: int = typer.Option(1200, help="Optimizer steps."),
-    batch_size: int = typer.Option(32, help="Utterances per step."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate."),
-    codec_sentences: int = typer.Option(2500, help="Training sentences from the codec corpus templates."),
-    dialogue_sentences: int = typer.Option(2500, help="Training sentences from the dialogue templates."),
-    seed: int = typer.Option(0, help="Torch seed and data seed."),
-    threads: int = typer.Option(1, help="torch.set_num_threads."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-) -> None:
+@config_command(JudgeTrainConfig, {
+    "preset": "PhonemeRecognizer preset (tiny, small).",
+    "steps": "Optimizer steps.",
+    "batch_size": "Utterances per step.",
+    "lr": "Peak learning rate.",
+    "codec_sentences": "Training sentences from the codec corpus templates.",
+    "dialogue_sentences": "Training sentences from the dialogue templates.",
+    "seed": "Torch seed and data seed.",
+}, TRAIN)
+def train_speech_judge_command(config: JudgeTrainConfig, run: TrainRun) -> None:
     """Train the phoneme CTC intelligibility judge on espeak speech in the judge voices."""
-    import sys
-
-    from pipelines.speech_judge.train import JudgeTrainConfig, train_speech_judge
-
-    start_run(threads)
-    config = JudgeTrainConfig(preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                              codec_sentences=codec_sentences, dialogue_sentences=dialogue_sentences)
-    metrics = train_speech_judge(config, out, show_progress=progress, command="mediaforge " + " ".join(sys.argv[1:]))
+    metrics = train_speech_judge(config, run.output, **run.kwargs, command=_command_line())
     typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))

@@ -1,4 +1,4 @@
-"""``mediaforge convert wavtokenizer``: writes a loadable model dir; bad checkpoints exit 1 without a traceback."""
+"""``mediaforge convert wavtokenizer``: writes a loadable model dir; bad checkpoints exit 2 with no traceback."""
 
 from __future__ import annotations
 
@@ -24,5 +24,5 @@ def test_convert_command_names_the_bad_key(tmp_path):
     del state["head.out.weight"]
     torch.save(state, tmp_path / "bad.pt")
     result = CliRunner().invoke(app, ["convert", "wavtokenizer", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "o")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "head.out.weight" in result.output and "Traceback" not in result.output

@@ -46,5 +46,5 @@ def test_a_different_mask_is_refused(tmp_path):
     state["mask"] = torch.zeros_like(state["mask"]).masked_fill(torch.ones_like(state["mask"]).triu(1) > 0,
                                                                  float("-inf"))  # token-causal, not cells
     result, _ = convert(tmp_path, {"model_ema": state})
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "differs from the one computed" in result.output and "Traceback" not in result.output

@@ -1,0 +1,75 @@
+"""``mediaforge train``: a tiny real run through the CLI, ``--resume`` continuing it, and the reused-directory rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from api.cli import app
+from pipelines.training.checkpoint import Checkpoint
+from pipelines.training.run_dir import CHECKPOINT_NAME, TRAIN_CONFIG_NAME
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MICRO = {"image_size": 32, "patch_size": 8, "width": 32, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2,
+         "latent_pool": 8, "max_tokens": 8, "codebook_size": 64}
+"""A KARL of a few thousand parameters: a step takes milliseconds."""
+
+EXTRA_ARGS = {"xar": ["--vae", "unused-vae"]}
+"""Required inputs of a command besides the run directory."""
+
+
+def _train_commands() -> list[str]:
+    group = typer.main.get_command(app).get_command(None, "train")
+    return [name for name in group.list_commands(None) if name != "sd-decoder"]  # sd-decoder edits a pipeline
+
+
+def test_tiny_karl_run_through_the_cli_then_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    settings = tmp_path / "micro.json"
+    settings.write_text(json.dumps({"model_overrides": MICRO, "checkpoint_every": 1, "sample_every": 100}))
+    args = ["train", "karl", "--config", str(settings), "--batch-size", "2", "--token-step", "4", "--set",
+            "warmup_steps=1", "--no-progress"]
+    first = CliRunner().invoke(app, [*args, "-o", str(run), "--steps", "2"])
+    assert first.exit_code == 0, first.output
+    saved = json.loads((run / TRAIN_CONFIG_NAME).read_text())
+    assert (saved["steps"], saved["batch_size"], saved["warmup_steps"], saved["model_overrides"]) == (2, 2, 1, MICRO)
+    assert Checkpoint.load(run / CHECKPOINT_NAME).step == 2
+
+    again = CliRunner().invoke(app, [*args, "-o", str(run), "--steps", "3"])
+    assert again.exit_code == 2 and "--resume" in again.output
+    assert Checkpoint.load(run / CHECKPOINT_NAME).step == 2  # untouched
+
+    resumed = CliRunner().invoke(app, [*args, "--out", str(run), "--steps", "3", "--resume"])  # old spelling
+    assert resumed.exit_code == 0, resumed.output
+    assert Checkpoint.load(run / CHECKPOINT_NAME).step == 3
+    assert json.loads((run / TRAIN_CONFIG_NAME).read_text())["steps"] == 3
+
+
+@pytest.mark.parametrize("name", _train_commands())
+def test_a_reused_directory_without_resume_exits_2(tmp_path: Path, name: str) -> None:
+    (tmp_path / "notes.txt").write_text("an earlier run")
+    result = CliRunner().invoke(app, ["train", name, "-o", str(tmp_path), *EXTRA_ARGS.get(name, [])])
+    assert result.exit_code == 2, result.output
+    assert "not empty" in result.output and "--resume" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_resume_without_a_checkpoint_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "karl", "-o", str(tmp_path / "new"), "--resume", "--no-progress"])
+    assert result.exit_code == 2 and "no checkpoint.pt" in result.output
+
+
+@pytest.mark.parametrize("name", ["shapes-classifier", "speech-judge"])
+def test_trainers_without_checkpoints_refuse_resume(tmp_path: Path, name: str) -> None:
+    result = CliRunner().invoke(app, ["train", name, "-o", str(tmp_path / "new"), "--resume"])
+    assert result.exit_code == 2 and "nothing to resume" in result.output
+
+
+def test_the_output_directory_is_required() -> None:
+    result = CliRunner().invoke(app, ["train", "karl", "--steps", "1"])
+    assert result.exit_code == 2 and "--output" in result.output
