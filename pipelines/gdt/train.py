@@ -126,7 +126,8 @@ def train_gdt(config: GDTTrainConfig, out_dir: Path, *, resume: bool = False, sh
 
     ``vae_dir``: a trained ``AutoencoderKL`` folder. Without it the run trains one first in ``out_dir/vae-run``
     (``pipelines.training.vae``, preset ``gdt``, ``vae_steps``), after the run's step-0 checkpoint, so a run
-    stopped in that phase resumes it. The rate warms up over ``warmup`` steps, then decays along a cosine.
+    stopped in that phase resumes it; a resume must name the same ``vae_dir`` (or none) as the run's start.
+    The rate warms up over ``warmup`` steps, then decays along a cosine.
     """
     if config.preset not in PRESETS:
         raise ValueError(f"unknown preset {config.preset!r}; presets are {sorted(PRESETS)}")
@@ -144,22 +145,28 @@ def train_gdt(config: GDTTrainConfig, out_dir: Path, *, resume: bool = False, sh
                                                                  else {"group_bias": pipe.group_bias}))
     optim = torch.optim.AdamW(trained.parameters(), lr=config.lr, weight_decay=0.0)
     sched = warmup_cosine(optim, config.steps, config.warmup)
+    vae_source = None if vae_dir is None else str(Path(vae_dir).resolve())
     step, losses = 0, []
     if resume:
         state = run.restore(trained, optim, sched)
+        if state.extra["vae_dir"] != vae_source:
+            raise ValueError(f"{run.path} trains on the VAE of {state.extra['vae_dir'] or VAE_RUN!r}: resume it "
+                             f"with vae_dir={state.extra['vae_dir']!r}, not {vae_source!r}")
         step, losses = state.step, state.extra["losses"]
         torch.set_rng_state(state.extra["torch_rng"])
     info: dict = {"config": asdict(config), "command": command}
 
-    def save(pipeline_too: bool = True) -> None:
-        run.save(step, trained.state_dict(), optim.state_dict(), sched.state_dict(),
+    def save_checkpoint() -> None:
+        run.save(step, trained.state_dict(), optim.state_dict(), sched.state_dict(), vae_dir=vae_source,
                  torch_rng=torch.get_rng_state(), losses=losses[-100:])
-        if pipeline_too:
-            info.update(step=step, loss=round(_mean(losses[-100:]), 4), elapsed_s=round(run.elapsed_s))
-            _save(pipe, run.path, info)
+
+    def save() -> None:
+        save_checkpoint()
+        info.update(step=step, loss=round(_mean(losses[-100:]), 4), elapsed_s=round(run.elapsed_s))
+        _save(pipe, run.path, info)
 
     if not resume:
-        save(pipeline_too=False)
+        save_checkpoint()
     if vae_dir is None:
         pipe.vae = trained_vae(vae_config, run.path / VAE_RUN, show_progress)
     vae = pipe.vae.eval().requires_grad_(False)

@@ -41,6 +41,8 @@ def test_a_run_trains_its_vae_saves_a_pipeline_and_resumes_as_if_never_stopped(t
     assert all(torch.equal(v, vae[k]) for k, v in resumed.vae.state_dict().items())  # the VAE phase is done
 
     train_gdt(_config(3), tmp_path / "straight", show_progress=False, vae_dir=tmp_path / "run" / VAE_RUN)
+    with pytest.raises(ValueError, match="resume it with vae_dir=None"):  # the run trained its own VAE
+        train_gdt(_config(4), tmp_path / "run", resume=True, show_progress=False, vae_dir=tmp_path / "run" / VAE_RUN)
     a, b = (Checkpoint.load(tmp_path / d / CHECKPOINT_NAME) for d in ("straight", "run"))
     assert a.step == b.step == 3 and all(torch.equal(a.model[k], b.model[k]) for k in a.model)
     assert all(int(s["step"]) == 3 for s in b.optimizer["state"].values())
