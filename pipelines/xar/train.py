@@ -166,4 +166,4 @@ def train_xar(config: XARTrainConfig, out_dir: Path, *, vae_dir: Path, resume: b
     save_checkpoint()
     ema.eval().save_pretrained(run.path)
     vae.save_pretrained(run.path / "vae")
-    return {"step": step, "loss": loss_value, "wall_s": run.elapsed_s}
+    return {"step": step, "loss": loss_value, "elapsed_s": run.elapsed_s}
