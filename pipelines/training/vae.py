@@ -98,6 +98,7 @@ class VAETrainConfig:
         return self.image_size // 2 ** (len(self.block_out_channels) - 1)
 
     def world(self) -> ShapesWorld:
+        """The shapes world the images come from."""
         return ShapesWorld(self.image_size, self.min_objects, self.max_objects, self.min_radius, self.max_radius)
 
 
