@@ -26,73 +26,43 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from tokenizers_media.image.karl_common import ERROR_BINS as ERROR_BINS  # re-exported: KARL's bins
 from tokenizers_media.image.karl_common import (
+    PAD_CODE,
+    BaseKARLConfig,
     BaseKARLEncoding,
     KARLMixin,
     check_halt_threshold,
     init_tokens,
-    snap_to_bins,
 )
-from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_model
+from tokenizers_media.modeling import PretrainedModel, register_model
 from tokenizers_media.nn.vit import Transformer, patchify, unpatchify
 from tokenizers_media.nn.vq import L2NormVectorQuantizer, VQOutput
 
-ERROR_BINS: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.09, 0.1, 0.12, 0.14, 0.16,
-                                 0.18, 0.2, 0.24, 0.28, 0.32, 0.38)
-"""The 19 per-image L1 targets of KARL (spec, "One-pass token count"); a target snaps up to the next bin."""
-
-PAD_CODE = -1
-"""Value of the code slots past an image's length in a padded batch."""
-
 
 @dataclass(frozen=True)
-class KARLConfig(ModelConfig):
-    """KARL hyper-parameters.
+class KARLConfig(BaseKARLConfig):
+    """KARL hyper-parameters: those of :class:`BaseKARLConfig` (``patch_size`` in pixels) and
 
     Args:
-        image_size: input side in pixels (square images).
-        patch_size: pixel patch side; (image_size / patch_size)^2 image tokens.
-        width, encoder_depth, decoder_depth, num_heads, mlp_ratio: the two ViTs.
-        latent_pool: learnable latent tokens (and decoder per-index embeddings); a budget may not exceed it.
-        max_tokens: default token budget of ``encode``.
-        code_dim: latent size per token (12 in KARL).
-        codebook_size: VQ codes (4096); ignored when ``quantize`` is False.
-        quantize: discrete codes (True) or continuous latents (False).
+        mlp_ratio: MLP width of the two ViTs, relative to ``width``.
+        quantize: discrete codes (True) or continuous latents (False; ``codebook_size`` is then ignored).
         commitment: VQ commitment weight.
         dead_code_steps: training calls after which an unused code is restarted (0 = never; see
             ``tokenizers_media.nn.vq``).
-        halt_threshold: default halting threshold of ``encode``.
-        error_bins: the target-error bins, ascending.
     """
 
-    image_size: int = 256
-    patch_size: int = 16
-    width: int = 1024
-    encoder_depth: int = 8
-    decoder_depth: int = 8
-    num_heads: int = 8
     mlp_ratio: float = 4.0
-    latent_pool: int = 512
-    max_tokens: int = 256
-    code_dim: int = 12
-    codebook_size: int = 4096
     quantize: bool = True
     commitment: float = 0.25
     dead_code_steps: int = 0
-    halt_threshold: float = 0.75
-    error_bins: tuple[float, ...] = ERROR_BINS
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
-        if not 1 <= self.max_tokens <= self.latent_pool:
-            raise ValueError(f"max_tokens {self.max_tokens} must be in [1, latent_pool={self.latent_pool}]")
+        super().__post_init__()
         if list(self.error_bins) != sorted(self.error_bins) or not self.error_bins:
             raise ValueError(f"error_bins must be a non-empty ascending sequence, got {self.error_bins}")
-
-    @property
-    def grid(self) -> int:
-        return self.image_size // self.patch_size
 
 
 @dataclass
@@ -138,7 +108,6 @@ class KARL(KARLMixin, PretrainedModel):
         super().__init__(config)
         c = config
         patch_dim, n_image = 3 * c.patch_size**2, c.grid**2
-        self.register_buffer("bins", torch.tensor(c.error_bins, dtype=torch.float32), persistent=False)
         # Encoder: [error token | image tokens | latent tokens].
         self.error_embed = nn.Embedding(len(c.error_bins), c.width)
         self.patch_embed = nn.Linear(patch_dim, c.width)
@@ -159,10 +128,6 @@ class KARL(KARLMixin, PretrainedModel):
         self.to_pixels = nn.Linear(c.width, patch_dim)
 
     # ---- building blocks (used by training) -----------------------------------------------------------------
-
-    def error_bin(self, target_error: float | torch.Tensor, batch_size: int) -> torch.Tensor:
-        """Per-image L1 target(s) -> (B,) bin index: the first bin >= target (the last bin above the range)."""
-        return snap_to_bins(target_error, batch_size, self.bins)
 
     def encode_latents(self, images: torch.Tensor, bins: torch.Tensor, num_tokens: int,
                        lengths: torch.Tensor | None = None) -> KARLEncoderOutput:

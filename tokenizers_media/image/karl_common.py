@@ -1,4 +1,5 @@
-"""What the two KARL tokenizers share (arXiv 2507.07995): input checks, error-bin snapping and the round trip.
+"""What the two KARL tokenizers share (arXiv 2507.07995): the common config, input checks, error bins, the
+encoding and the round trip.
 
 ``KARL`` (``karl.py``: pixel patches, prefix halting) and ``KARLOfficial`` (``karl_official.py``: the released
 layout over a frozen base tokenizer, per-position halting) keep their own modules, because their state-dict names
@@ -8,23 +9,57 @@ must differ; what they do alike lives here once, so the two cannot drift apart i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from tokenizers_media.modeling import ModelConfig
 
-class KARLSizes(Protocol):
-    """The config fields the shared checks read (both ``KARLConfig`` and ``KARLOfficialConfig`` have them)."""
+ERROR_BINS: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.09, 0.1, 0.12, 0.14, 0.16,
+                                 0.18, 0.2, 0.24, 0.28, 0.32, 0.38)
+"""The 19 per-image L1 targets of KARL (spec, "One-pass token count"); a target snaps up to the next bin."""
+
+PAD_CODE = -1
+"""Value of the code slots of inactive (halted or padding) tokens in a batch of codes."""
+
+
+@dataclass(frozen=True)
+class BaseKARLConfig(ModelConfig):
+    """The hyper-parameters both KARL models have; the defaults are ``karl_small``'s.
+
+    Args:
+        image_size: input side in pixels (square images).
+        patch_size: patch side; (image_size / patch_size)^2 image tokens.
+        width, encoder_depth, decoder_depth, num_heads: the two transformers (1024, 8, 8, 8 in karl_small).
+        latent_pool: learnable latent tokens (and decoder per-index embeddings); a budget may not exceed it.
+        max_tokens: default token budget T of ``encode``.
+        code_dim: latent size per token (12 in KARL).
+        codebook_size: VQ codes (4096).
+        halt_threshold: default halting threshold of ``encode``; a token halts when its probability exceeds it.
+        error_bins: the target-error bins, ascending; a target snaps up to the next.
+    """
+
+    image_size: int = 256
+    patch_size: int = 16
+    width: int = 1024
+    encoder_depth: int = 8
+    decoder_depth: int = 8
+    num_heads: int = 8
+    latent_pool: int = 512
+    max_tokens: int = 256
+    code_dim: int = 12
+    codebook_size: int = 4096
+    halt_threshold: float = 0.75
+    error_bins: tuple[float, ...] = ERROR_BINS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_tokens <= self.latent_pool:
+            raise ValueError(f"max_tokens {self.max_tokens} must be in [1, latent_pool={self.latent_pool}]")
 
     @property
-    def image_size(self) -> int: ...
-
-    @property
-    def latent_pool(self) -> int: ...
-
-    @property
-    def code_dim(self) -> int: ...
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
 
 
 @dataclass
@@ -66,27 +101,14 @@ def check_halt_threshold(threshold: float) -> None:
         raise ValueError(f"halt_threshold must be in (0, 1), got {threshold}")
 
 
-def snap_to_bins(target_error: float | torch.Tensor, batch_size: int, bins: torch.Tensor) -> torch.Tensor:
-    """Per-image L1 target(s) (a float or (B,)) -> (B,) index of the first of ``bins`` >= target (else the last).
-
-    Targets are compared in float32 on ``bins``' device, as the official code compares them.
-    """
-    target = torch.as_tensor(target_error, dtype=torch.float32, device=bins.device)
-    if target.ndim == 0:
-        target = target.expand(batch_size)
-    if target.shape != (batch_size,) or not torch.all(target > 0):
-        raise ValueError(f"target_error must be a positive float or a ({batch_size},) tensor, got {target}")
-    return torch.searchsorted(bins, target.contiguous()).clamp(max=len(bins) - 1)
-
-
-class KARLMixin:
+class KARLMixin(nn.Module):
     """The round trip and the checks of a KARL tokenizer, for a ``PretrainedModel`` with a KARL config.
 
     ``encode`` and ``decode`` are the class's own; ``active`` is per-image lengths (B,) for ``KARL`` and a (B, T)
     bool mask for ``KARLOfficial``, and each encoding's ``decode_args`` is what its ``decode`` takes back.
     """
 
-    config: KARLSizes
+    config: BaseKARLConfig
 
     def encode(self, images: torch.Tensor, target_error: float | torch.Tensor = 0.05, max_tokens: int | None = None,
                halt_threshold: float | None = None) -> BaseKARLEncoding:
@@ -101,6 +123,21 @@ class KARLMixin:
                 max_tokens: int | None = None) -> torch.Tensor:
         """Round trip: images (B, 3, S, S) -> adaptive tokens -> ``decode``'s reconstructions (B, 3, S, S)."""
         return self.decode(*self.encode(images, target_error, max_tokens).decode_args)
+
+    def error_bin(self, target_error: float | torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Per-image L1 target(s) (a float or (B,)) -> (B,) index of the first bin >= target (else the last bin).
+
+        Compared in float32 on the CPU as the official code compares them; the bins are no buffer, because
+        ``convert karl`` builds the model on the meta device and assigns only the state dict.
+        """
+        target = torch.as_tensor(target_error, dtype=torch.float32).cpu()
+        if target.ndim == 0:
+            target = target.expand(batch_size)
+        if target.shape != (batch_size,) or not torch.all(target > 0):
+            raise ValueError(f"target_error must be a positive float or a ({batch_size},) tensor, got {target}")
+        bins = torch.tensor(self.config.error_bins, dtype=torch.float32)
+        index = torch.searchsorted(bins, target.contiguous()).clamp(max=len(bins) - 1)
+        return index.to(next(self.parameters()).device)
 
     def _token_latents(self, tokens: torch.Tensor, active: torch.Tensor, codebook: nn.Module | None) -> torch.Tensor:
         """What ``decode`` reads: codes (B, T) looked up in ``codebook`` (slots outside the (B, T) bool ``active``

@@ -33,57 +33,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenizers_media.image.karl import ERROR_BINS, PAD_CODE
 from tokenizers_media.image.karl_base import KLVAE, MaskGITVQGAN
 from tokenizers_media.image.karl_common import (
+    PAD_CODE,
+    BaseKARLConfig,
     BaseKARLEncoding,
     KARLMixin,
     check_halt_threshold,
     init_tokens,
-    snap_to_bins,
 )
-from tokenizers_media.modeling import ModelConfig, PretrainedModel, register_model
+from tokenizers_media.modeling import PretrainedModel, register_model
 
 BASES = ("vqgan", "vae")
 
 
 @dataclass(frozen=True)
-class KARLOfficialConfig(ModelConfig):
-    """Official KARL hyper-parameters (``karl_small`` by default).
+class KARLOfficialConfig(BaseKARLConfig):
+    """Official KARL hyper-parameters (``karl_small`` by default): those of :class:`BaseKARLConfig` and
 
     Args:
         base: base tokenizer, ``"vqgan"`` (MaskGIT VQGAN, 256-d codes from 1024) or ``"vae"`` (KL-16).
-        image_size, patch_size: input side and patch; the grid (image_size / patch_size) must match the base's
-            16x down-sampling.
-        width, encoder_depth, decoder_depth, num_heads: the two transformers (1024, 8, 8, 8 in karl_small).
-        latent_pool: learnable latent tokens (512); a budget may not exceed it.
-        max_tokens: default budget T of ``encode``.
         position_grid: side of the learned positional tables, resampled to the grid (64).
-        code_dim: factorised latent size (12).
-        codebook_size: KARL VQ codes (4096); 0 for continuous latents.
-        halt_threshold: default threshold; a position halts iff p_halt > threshold (official: 0.75).
-        error_bins: the 19 target-error bins; a target snaps up to the next.
         base_ch, base_ch_mult: base tokenizer widths.
         base_embed_dim: base latent channels (256 VQGAN, 16 VAE).
         base_codebook_size: VQGAN codes (1024); unused by the VAE.
         base_decoder_blocks: ResnetBlocks per decoder level (2 VQGAN, 3 VAE).
         vae_scale: VAE latent scale (0.2325).
+
+    Here the grid (image_size / patch_size) must match the base's 16x down-sampling, ``codebook_size`` 0 means
+    continuous latents, and the official code hard-codes ``halt_threshold`` at 0.75.
     """
 
     base: str = "vqgan"
-    image_size: int = 256
-    patch_size: int = 16
-    width: int = 1024
-    encoder_depth: int = 8
-    decoder_depth: int = 8
-    num_heads: int = 8
-    latent_pool: int = 512
-    max_tokens: int = 256
     position_grid: int = 64
-    code_dim: int = 12
-    codebook_size: int = 4096
-    halt_threshold: float = 0.75
-    error_bins: tuple[float, ...] = ERROR_BINS
     base_ch: int = 128
     base_ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
     base_embed_dim: int = 256
@@ -97,16 +79,11 @@ class KARLOfficialConfig(ModelConfig):
         if self.image_size % self.patch_size or self.patch_size != 2 ** (len(self.base_ch_mult) - 1):
             raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}, "
                              f"which must equal the base down-sampling 2^{len(self.base_ch_mult) - 1}")
-        if not 1 <= self.max_tokens <= self.latent_pool:
-            raise ValueError(f"max_tokens {self.max_tokens} must be in [1, latent_pool={self.latent_pool}]")
+        super().__post_init__()
         check_halt_threshold(self.halt_threshold)
         if self.width <= self.base_embed_dim:
             raise ValueError(f"width {self.width} must exceed base_embed_dim {self.base_embed_dim} "
                              "(image tokens are [patch features | base latent])")
-
-    @property
-    def grid(self) -> int:
-        return self.image_size // self.patch_size
 
     @property
     def quantize(self) -> bool:
@@ -238,12 +215,6 @@ class KARLOfficial(KARLMixin, PretrainedModel):
         return self.base_tokenizer[self.config.base]
 
     # ---- building blocks ------------------------------------------------------------------------------------
-
-    def error_bin(self, target_error: float | torch.Tensor, batch_size: int) -> torch.Tensor:
-        """Target L1 (float or (B,)) -> (B,) index of the smallest bin >= target (float32), else the last."""
-        # Not a buffer: ``convert karl`` builds the model on the meta device and assigns only the state dict.
-        bins = torch.tensor(self.config.error_bins, dtype=torch.float32)
-        return snap_to_bins(target_error, batch_size, bins).to(self.rec_loss_embeddings.device)
 
     def _positions(self, table: torch.Tensor) -> torch.Tensor:
         """(W, P, P) learned table -> (grid^2, W) by nearest resampling, token index = grid * row + col."""
