@@ -13,10 +13,12 @@ tuples as comma lists (``--kinds a,b``), anything else through the table's ``par
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import inspect
 import json
+import textwrap
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +40,8 @@ PREFIX = "cfg_"
 class Opt:
     """How one field shows on the command line when ``--field-name`` with the field's type is not enough."""
 
-    help: str
+    help: str | None = None
+    """``None``: the field's docstring in the dataclass (the string literal under it)."""
     flag: str | None = None
     """Option declaration, e.g. ``--tokens`` or ``--text/--no-text``; default ``--field-name`` (bools:
     ``--field-name/--no-field-name``)."""
@@ -47,8 +50,8 @@ class Opt:
     hidden: bool = False
 
 
-Fields = dict[str, "str | Opt"]
-"""Field name -> help text, or an :class:`Opt`."""
+Fields = dict[str, "str | Opt | None"]
+"""Field name -> help text, an :class:`Opt`, or ``None`` for the field's docstring."""
 
 
 @dataclass(frozen=True)
@@ -143,15 +146,39 @@ def _check_type(name: str, hint: Any, value: Any) -> None:
         raise ValueError(f"{name}: expected {base.__name__}, got {value!r}")
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field (``name: type = value`` then a string), first paragraph, base classes
+    first so a subclass's own text wins; classes without source (``make_dataclass``) have none."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0]
+        except (OSError, TypeError, SyntaxError):
+            continue
+        statements = getattr(body, "body", [])
+        for first, second in zip(statements, statements[1:], strict=False):
+            if (isinstance(first, ast.AnnAssign) and isinstance(first.target, ast.Name)
+                    and isinstance(second, ast.Expr) and isinstance(second.value, ast.Constant)
+                    and isinstance(second.value.value, str)):
+                paragraph = inspect.cleandoc(second.value.value).split("\n\n")[0]
+                docs[first.target.id] = " ".join(paragraph.replace("``", "").split())
+    return docs
+
+
 def field_options(cls: type, fields: Fields) -> list[inspect.Parameter]:
     """One keyword parameter with a ``typer.Option`` default per field in ``fields``, in the table's order."""
     hints = get_type_hints(cls)
     defaults = {f.name: f for f in dataclasses.fields(cls)}
+    docs = field_docs(cls)
     params = []
     for name, spec in fields.items():
         if name not in defaults:
             raise TypeError(f"{cls.__name__} has no field {name!r}")
         opt = spec if isinstance(spec, Opt) else Opt(spec)
+        if opt.help is None:
+            if name not in docs:
+                raise TypeError(f"{cls.__name__}.{name} has no docstring: give the option a help text")
+            opt = dataclasses.replace(opt, help=docs[name])
         base, optional = _unoptional(hints[name])
         field = defaults[name]
         if field.default is not dataclasses.MISSING:

@@ -53,12 +53,12 @@ def _load_classifier(name: str) -> ShapesClassifier:
 
 @app.command("pscore")
 @config_command(PScoreConfig, {
-    "alpha": "Probability that a token is replaced (explicit: no paper value).",
-    "delta": "Replacement drawn uniformly among the delta nearest codes (0 = itself).",
+    "alpha": None,
+    "delta": None,
     "seed": "Seed of the perturbation draws.",
     "num_images": Opt("Held-out shapes-world images.", flag="--images"),
-    "target_error": "KARL target per-image L1.",
-    "max_tokens": "KARL token budget (default: the model's).",
+    "target_error": None,
+    "max_tokens": None,
 }, EVAL)
 def pscore_command(config: PScoreConfig, _: None,
                    model: str = _model("KARL or vq TexTok: zoo name or model directory."),
@@ -91,7 +91,7 @@ def pscore_command(config: PScoreConfig, _: None,
 @app.command("karl")
 @config_command(KARLEvalConfig, {
     "num_images": Opt("Held-out shapes-world images.", flag="--images"),
-    "halt_threshold": "Halting threshold for the adaptive tables (default: the model's config).",
+    "halt_threshold": None,
 }, EVAL)
 def karl_command(config: KARLEvalConfig, _: None, model: str = _model("KARL zoo name or model directory.")) -> None:
     """PSNR / SSIM per token count, target error vs tokens used, and tokens by image complexity (markdown)."""
@@ -129,15 +129,15 @@ def textok_command(config: TexTokEvalConfig, _: None,
 
 @app.command("binding")
 @config_command(BindingEvalConfig, {
-    "judge": "detector (per-object, training-free) or classifier.",
-    "num_prompts": Opt("Prompts (alternately two and three objects).", flag="--prompts"),
-    "images_per_prompt": "Images per prompt and method (same seeds for every method).",
+    "judge": None,
+    "num_prompts": Opt(flag="--prompts"),
+    "images_per_prompt": None,
     "num_inference_steps": Opt("DDIM steps.", flag="--steps"),
     "guidance_scale": Opt("Classifier-free guidance scale.", flag="--guidance"),
     "methods": "Comma-separated methods to compare.",
-    "noun_weight": "ToMe composite token: weight of the noun (paper 1.1).",
-    "attribute_weight": "ToMe composite: weight of the attributes (paper 1.2).",
-    "seed": "Seed of the prompts and of the initial noise.",
+    "noun_weight": None,
+    "attribute_weight": None,
+    "seed": None,
 }, EVAL)
 def binding_command(config: BindingEvalConfig, _: None,
                     model: str = _model("SD pipeline folder: zoo name or path.", "sd-shapes-tiny"),
@@ -230,10 +230,10 @@ def xar_command(config: Any, _: None, model: str = _model("xAR zoo name or model
 
 @app.command("flow-omni")
 @config_command(FlowOmniEvalConfig, {
-    "num_statements": Opt("Unseen sentences (TTS and ASR).", flag="--statements"),
-    "num_dialogues": Opt("Unseen questions (speech-to-speech and text-to-text).", flag="--dialogues"),
-    "snr_db": "White-noise level of the noisy spoken prompts.",
-    "flow_steps": "Euler steps per frame group (default: the model's).",
+    "num_statements": Opt(flag="--statements"),
+    "num_dialogues": Opt(flag="--dialogues"),
+    "snr_db": None,
+    "flow_steps": None,
 }, EVAL)
 def flow_omni_command(config: FlowOmniEvalConfig, _: None,
                       model: str = _model("FlowOmni zoo name or model directory.", "flow-omni-tiny"),

@@ -144,7 +144,7 @@ def train_karl_command(config: KARLTrainConfig, run: TrainRun,
     typer.echo(f"saved {run.output}")
 
 
-GAN_FIELDS: dict[str, str | Opt] = {
+GAN_FIELDS: dict[str, str | Opt | None] = {
     "steps": "Generator steps in total (may be raised on --resume).",
     "batch_size": "Crops per step.",
     "crop_seconds": "Crop length in seconds.",
@@ -154,7 +154,7 @@ GAN_FIELDS: dict[str, str | Opt] = {
                       "--resume).",
     "mpd_width": "Multi-period discriminator width (official 32).",
     "mrd_width": "Multi-resolution discriminator width (official 64).",
-    "train_utterances": "espeak-ng utterances in the training corpus (10 voices).",
+    "train_utterances": None,
     "seed": "Seed of the weights, the corpus and the crops.",
     "checkpoint_every": "Steps between resumable checkpoint.pt saves.",
 }
@@ -180,7 +180,7 @@ def train_wavtokenizer_command(config: WavTokenizerTrainConfig, run: TrainRun) -
     "preset": "MelVocoder size: tiny (CPU) or paper.",
     **GAN_FIELDS,
     "input_mel_coeff": "Weight of an extra L1 to the input log-mel (not in Vocos).",
-    "answer_utterances": "Dialogue sentences in Flow-Omni's answer voice.",
+    "answer_utterances": None,
     "init": Opt("Start from this trained vocoder (zoo name or model directory).", parse=zoo_path),
 }, TRAIN)
 def train_vocoder_command(config: VocoderTrainConfig, run: TrainRun,
@@ -226,7 +226,7 @@ def train_textok_command(config: TexTokTrainConfig, run: TrainRun) -> None:
     "preset": "Model sizes (tiny).",
     "vae_steps": "AutoencoderKL steps (first phase).",
     "unet_steps": "UNet + text encoder steps (second phase).",
-    "max_minutes": "Wall-clock budget of the second phase; saves and stops.",
+    "max_minutes": None,
     "batch_size": "Images per step.",
     "seed": "Torch / caption seed.",
 }, TRAIN)
@@ -240,8 +240,8 @@ def train_sd_command(config: SDTrainConfig, run: TrainRun) -> None:
 @config_command(GDTTrainConfig, {
     "preset": "GDT preset (tiny).",
     "group_size": "Images per group.",
-    "single_image": "Baseline: same data, G = 1 attention.",
-    "same_image_bias": "Learn a same-image attention bias per layer and head.",
+    "single_image": None,
+    "same_image_bias": None,
     "drop_shared": "Share of groups whose later captions leave out the shared attribute.",
     "kinds": "Comma-separated group kinds to train on, drawn uniformly from the list (repeat a kind to weight it).",
     "steps": "Optimizer steps.",
@@ -318,15 +318,15 @@ def train_xar_command(config: XARTrainConfig, run: TrainRun,
 @config_command(FlowOmniTrainConfig, {
     "preset": "FlowOmni preset (tiny, paper).",
     "output": Opt("Speech head: mel (flow matching) or codes (the codec baseline).", flag="--speech-output"),
-    "codec": "Codec for --speech-output codes (zoo name or directory).",
+    "codec": None,
     "steps": "Optimizer steps (a larger value on --resume extends the run; the cosine follows the new total).",
     "batch_size": "Examples per step (tasks mixed).",
     "lr": "Peak learning rate.",
     "num_statements": Opt("Spoken statements (ASR / TTS material).", flag="--statements"),
     "num_dialogues": Opt("Spoken Q&A pairs (speech-to-speech / text-to-text material).", flag="--dialogues"),
     "seed": "Torch seed and data seed.",
-    "save_dtype": "dtype of the saved weights: float32, float16 or bfloat16.",
-    "task_weights": "Sampling weights of asr,tts,s2s,t2t.",
+    "save_dtype": None,
+    "task_weights": None,
 }, TRAIN)
 def train_flow_omni_command(config: FlowOmniTrainConfig, run: TrainRun,
                             stop_at: int | None = typer.Option(None, help="End this session after this step "

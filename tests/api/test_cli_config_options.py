@@ -55,6 +55,7 @@ def test_help_shows_the_dataclass_defaults(group: str, name: str) -> None:
         shown = re.search(r"\[default: ([^\]]*)\]", line)
         expected = _shown_default(param, defaults[param.name.removeprefix(PREFIX)])
         assert (shown and shown.group(1)) == expected, f"{group} {name} {param.opts[0]}: {line.strip()}"
+        assert param.help, f"{group} {name} {param.opts[0]} has no help text"
     assert "--set" in result.output and "--threads" in result.output
 
 
