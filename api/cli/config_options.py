@@ -137,7 +137,7 @@ def format_value(value: Any) -> Any:
 def _check_type(name: str, hint: Any, value: Any) -> None:
     """Plain fields must hold their type (a JSON ``--config`` can say ``"steps": "ten"``)."""
     base, optional = _unoptional(hint)
-    if value is None and optional or base not in PLAIN:
+    if (value is None and optional) or base not in PLAIN:
         return
     ok = isinstance(value, base) and not (base is not bool and isinstance(value, bool))
     if base is float and isinstance(value, int) and not isinstance(value, bool):

@@ -7,6 +7,8 @@ import dataclasses
 import importlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,11 @@ def test_eval_config_errors_exit_2() -> None:
     assert result.exit_code == 2 and "unknown judge 'oracle'" in result.output
     result = CliRunner().invoke(app, ["eval", "pscore", "-m", "karl-tiny", "--alpha", "0.1"])
     assert result.exit_code == 2 and "--delta" in result.output  # no default: the paper's value is unreleased
+
+
+def test_train_and_eval_modules_load_only_when_used() -> None:
+    """``run`` and ``models`` must not pay for importing every trainer (seconds) just to build the app."""
+    code = ("import sys; from api.cli import app; import typer; typer.main.get_command(app); "
+            "print(sorted(m for m in ('api.cli.train', 'api.cli.eval', 'pipelines.sd.train') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
