@@ -1,7 +1,8 @@
 """``mediaforge convert MODEL CKPT -o DIR``: official checkpoints -> mediaforge model directories.
 
 A checkpoint that cannot be converted (missing or unexpected keys, shapes that fit no size) is the caller's
-input, so it exits 2 with one line naming the problem (``api.cli.errors``).
+input, so it exits 2 with one line naming the problem (``api.cli.errors``; a ``KeyError`` too: a key the
+checkpoint lacks).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def convert_wavtokenizer_command(
     """Convert an official WavTokenizer checkpoint (75 or 40 tokens/s, inferred from the shapes)."""
     from tokenizers_media.audio.convert_wavtokenizer import convert_wavtokenizer
 
-    with caller_errors():
+    with caller_errors(KeyError):
         written = convert_wavtokenizer(checkpoint, output, config)
     typer.echo(f"saved {written}")
 
@@ -42,7 +43,7 @@ def convert_xar_command(
     """Convert an official xAR-B/L/H checkpoint (size inferred from the shapes)."""
     from pipelines.xar.convert import convert_checkpoint
 
-    with caller_errors():
+    with caller_errors(KeyError):
         written = convert_checkpoint(checkpoint, output, use_ema=ema)
     typer.echo(f"saved {written}")
 
@@ -56,6 +57,6 @@ def convert_karl_command(
     """Convert an official KARL checkpoint (VQGAN or VAE base, sizes inferred from the shapes)."""
     from pipelines.karl.convert import convert_checkpoint
 
-    with caller_errors():
+    with caller_errors(KeyError):
         written = convert_checkpoint(checkpoint, output, use_ema=ema)
     typer.echo(f"saved {written}")
