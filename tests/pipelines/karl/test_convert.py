@@ -53,15 +53,15 @@ def test_training_only_keys_are_dropped_and_others_named(tmp_path) -> None:
     result, _ = convert(tmp_path, {"ema": state, "args": official_args()})
     assert result.exit_code == 0, result.output
     result, _ = convert(tmp_path, {"ema": state | {"extra.weight": torch.zeros(2)}, "args": official_args()})
-    assert result.exit_code == 1 and "unexpected ['extra.weight']" in result.output
+    assert result.exit_code == 2 and "unexpected ['extra.weight']" in result.output
     state.pop("decoder_embed.bias")
     result, _ = convert(tmp_path, {"ema": state, "args": official_args()})
-    assert result.exit_code == 1 and "missing ['decoder_embed.bias']" in result.output
+    assert result.exit_code == 2 and "missing ['decoder_embed.bias']" in result.output
 
 
 def test_base_in_args_must_match_the_tensors(tmp_path) -> None:
     result, _ = convert(tmp_path, {"ema": official_state(0), "args": official_args("vae")})
-    assert result.exit_code == 1 and "'vae'" in result.output
+    assert result.exit_code == 2 and "'vae'" in result.output
 
 
 @pytest.mark.parametrize(("preset", "base"), [("paper-small", "vqgan"), ("paper-small-vae", "vae")])
