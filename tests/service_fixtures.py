@@ -146,9 +146,12 @@ def paused_queue(queue: str = "audio") -> Iterator[None]:
         app.control.add_consumer(queue, destination=[EMBEDDED_WORKER], reply=True, timeout=10)
 
 
-def mediaforge_process(*args: str, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
-    """``mediaforge ARGS`` in a subprocess that also registers the slow-echo test pipeline."""
+def mediaforge_process(*args: str, env: dict[str, str] | None = None, log: Path | None = None,
+                       inherit: bool = True) -> subprocess.Popen:
+    """``mediaforge ARGS`` in a subprocess that also registers the slow-echo test pipeline; its environment is
+    this one's plus ``env`` (only ``env`` with ``inherit=False``)."""
     code = "import tests.slow_pipeline as s; s.register(); from api.cli import main; main()"
     out = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env={**os.environ, **(env or {})},
-                            stdout=out, stderr=subprocess.STDOUT)
+    env = {**(os.environ if inherit else {}), **(env or {})}
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env=env, stdout=out,
+                            stderr=subprocess.STDOUT)

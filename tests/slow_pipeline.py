@@ -1,6 +1,9 @@
 """A test-only job: ``audio.tokenize`` on a ``SlowEcho`` model sleeps through progress points, so tests can
 catch a job while it runs (cancel, SIGKILL). It joins the service the way every model does: one registry entry.
 
+A model directory written with ``run_log`` makes the pipeline append one line per request it finished (the
+request's sample count), so fault tests count how often each job really ran, from inside the model host.
+
 Ray hosts import the class by name; processes that resolve jobs (API, Celery workers) call ``register()``.
 """
 
@@ -31,9 +34,12 @@ class SlowEchoPipeline(Pipeline):
     params_model = SlowEchoParams
     inputs = {"audio": "audio"}
 
+    def __init__(self, run_log: str | None = None) -> None:
+        self.run_log = run_log
+
     @classmethod
     def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> SlowEchoPipeline:
-        return cls()
+        return cls(json.loads((Path(model_dir) / "config.json").read_text()).get("run_log"))
 
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
         seconds = max(r.params.seconds for r in requests)
@@ -42,14 +48,18 @@ class SlowEchoPipeline(Pipeline):
             time.sleep(seconds / steps)
             if progress:
                 progress((i + 1) / steps, f"step {i + 1}/{steps}")
+        if self.run_log:
+            with open(self.run_log, "a") as log:  # one small O_APPEND write per line: hosts may share the file
+                log.write("".join(f"{r.inputs['audio'].samples.numel()}\n" for r in requests))
         return [{"tokens": Tokens({"codes": torch.zeros(1, 1, -(-r.inputs["audio"].samples.numel() // HOP),
                                                         dtype=torch.long)}, {"model": "slow-echo"})}
                 for r in requests]
 
 
-def write_model_dir(path: Path) -> Path:
+def write_model_dir(path: Path, run_log: Path | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps({"model_class": MODEL_CLASS}))
+    config = {"model_class": MODEL_CLASS} | ({"run_log": str(run_log)} if run_log else {})
+    (path / "config.json").write_text(json.dumps(config))
     return path
 
 

@@ -6,7 +6,9 @@ together into one batch (max batch, max wait: Ray Serve's ``@serve.batch`` contr
 the artifact store, runs the pipeline once for the batch, writes the outputs back as artifacts, records each job's
 final state in the job store itself (whoever finishes records, so a result outlives the Celery worker that asked
 for it) and answers each caller. A second call for a job the host is already running joins the first instead of
-running it again. Only paths and small dicts cross Celery and Ray; the tensors stay in the host.
+running it again, and a call for a job it answered lately gets that answer again (recorded once more): a job
+store that lost its last writes in a crash (Redis's ``appendfsync everysec``) re-queues such a job, and it must
+not run twice. Only paths and small dicts cross Celery and Ray; the tensors stay in the host.
 
 ``HostPool`` (in each Celery worker) finds or creates hosts, asking for a GPU where the cluster has one, and
 kills the least recently used idle hosts when the models' estimated memory passes the budget.
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 HOST_PREFIX = "host:"
 _WAIT_TICK_S = 0.0005
+ANSWERS_KEPT = 10_000
+"""Answers a host remembers by job id (a few hundred bytes each; outputs stay in the artifact store)."""
 PROCESS_OVERHEAD_BYTES = 256 * 1024 * 1024
 """A host process (python + torch) before any weights: part of every host's memory estimate."""
 
@@ -97,6 +103,8 @@ class ModelHost:
         self._cancelled: set[str] = set()
         self._jobs: dict[str, asyncio.Future] = {}
         """Job id -> its answer, from the first call until its final state is recorded."""
+        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        """The last ``ANSWERS_KEPT`` answers given, by job id."""
         self._lock = threading.Lock()
         # One batch at a time on the model: batches queue up behind each other, which is what lets them grow.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -110,6 +118,10 @@ class ModelHost:
         self.inflight += 1
         self.last_used = time.time()
         try:
+            if job_id in self._answers:  # answered before, and the store lost it: record it again, do not rerun
+                answer = self._answers[job_id]
+                return await asyncio.get_running_loop().run_in_executor(self._recorder, self._record_again, job_id,
+                                                                        answer)
             future = self._jobs.get(job_id)
             if future is None:  # not already running here (a redelivered job joins its first run)
                 future = self._jobs[job_id] = asyncio.get_running_loop().create_future()
@@ -142,7 +154,8 @@ class ModelHost:
     def info(self) -> dict[str, Any]:
         return {"model": self.model_name, "memory_bytes": self.memory_bytes, "last_used": self.last_used,
                 "inflight": self.inflight, "batches": self.batches, "device": str(self.device),
-                "pipelines": sorted(self._pipelines), "node_id": ray.get_runtime_context().get_node_id()}
+                "pipelines": sorted(self._pipelines), "node_id": ray.get_runtime_context().get_node_id(),
+                "pid": os.getpid()}
 
     async def _batcher(self, pipeline: str, queue: asyncio.Queue[_Call]) -> None:
         """Take the first waiting call, gather more until ``max_batch`` or ``max_wait``, run them together."""
@@ -175,8 +188,23 @@ class ModelHost:
             logger.exception("could not record a batch of %d jobs", len(batch))
             states = [None] * len(batch)
         for call, answer, state in zip(batch, answers, states, strict=True):
+            self._remember(call.job_id, answer)
             if not call.future.done():
                 call.future.set_result({**answer, "recorded": state})
+
+    def _remember(self, job_id: str, answer: dict[str, Any]) -> None:
+        self._answers[job_id] = answer
+        while len(self._answers) > ANSWERS_KEPT:
+            self._answers.popitem(last=False)
+
+    def _record_again(self, job_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+        try:
+            state = until_reachable(lambda: record_answer(self.store, job_id, answer), self.store_retry_s,
+                                    f"recording job {job_id}")
+        except Exception:
+            logger.exception("could not record job %s", job_id)
+            state = None
+        return {**answer, "recorded": state}
 
     def _record(self, batch: list[_Call], answers: list[dict[str, Any]]) -> list[str]:
         self.store.metrics.observe("batch_size", self.model_name, len(batch))
