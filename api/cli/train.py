@@ -42,6 +42,7 @@ from pipelines.zoo import resolve_model
 
 app = typer.Typer(no_args_is_help=True)
 
+
 def start_run(threads: int) -> None:
     """Log lines with timestamps and a fixed torch thread count (0: torch's default) for a training run."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -80,8 +81,8 @@ def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 
 
 TRAIN = OptionGroup([
-    _param("output", Path | None, typer.Option(None, "-o", "--output", help="Run directory to write (new or empty, "
-                                               "or with --resume the run to continue).", show_default=False)),
+    _param("output", Path | None, typer.Option(None, "-o", "--output", help="Run directory to write (required): new or "
+                                               "empty, or with --resume the run to continue.", show_default=False)),
     _param("old_output", Path | None, typer.Option(None, "--out", "--output-dir", hidden=True,
                                                    help="Deprecated spelling of -o/--output.")),
     threads_option(),
