@@ -243,7 +243,7 @@ def train_sd_command(config: SDTrainConfig, run: TrainRun) -> None:
     "group_size": "Images per group.",
     "single_image": None,
     "same_image_bias": None,
-    "drop_shared": "Share of groups whose later captions leave out the shared attribute.",
+    "drop_shared": None,
     "kinds": "Comma-separated group kinds to train on, drawn uniformly from the list (repeat a kind to weight it).",
     "steps": "Optimizer steps.",
     "groups_per_step": "Groups per step.",

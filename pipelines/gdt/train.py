@@ -65,6 +65,7 @@ class GDTTrainConfig:
     warmup: int = 100
     caption_dropout: float = 0.1
     drop_shared: float = 0.5
+    """Share of groups whose later captions leave out the shared attribute."""
     kinds: tuple[str, ...] = GROUP_KINDS
     """Group kinds to train on (``pipelines.gdt.groups``), drawn uniformly from this tuple: a repeated kind
     is drawn more often."""
@@ -72,6 +73,11 @@ class GDTTrainConfig:
     """Steps of the VAE phase (run only without ``vae_dir``)."""
     save_every: int = 500
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # A probability: GroupSampler would silently treat 1.5 as "always" and -1 as "never".
+        if not 0.0 <= self.drop_shared <= 1.0:
+            raise ValueError(f"drop_shared is a probability in [0, 1], got {self.drop_shared}")
 
 
 def noise_scheduler() -> DDIMScheduler:

@@ -73,3 +73,10 @@ def test_trainers_without_checkpoints_refuse_resume(tmp_path: Path, name: str) -
 def test_the_output_directory_is_required() -> None:
     result = CliRunner().invoke(app, ["train", "karl", "--steps", "1"])
     assert result.exit_code == 2 and "--output" in result.output
+
+
+def test_a_config_check_exits_2_before_the_run_directory_is_made(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "gdt", "-o", str(out), "--drop-shared", "1.5"])
+    assert result.exit_code == 2 and "drop_shared is a probability" in result.output
+    assert not out.exists()

@@ -51,3 +51,14 @@ def test_a_run_trains_its_vae_saves_a_pipeline_and_resumes_as_if_never_stopped(t
 def test_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match=CHECKPOINT_NAME):
         train_gdt(_config(1), tmp_path / "nothing", resume=True, show_progress=False)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_drop_shared_must_be_a_probability(share):
+    with pytest.raises(ValueError, match=rf"drop_shared is a probability in \[0, 1\], got {share}"):
+        GDTTrainConfig(drop_shared=share)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_drop_shared_takes_both_ends(share):
+    assert GDTTrainConfig(drop_shared=share).drop_shared == share
