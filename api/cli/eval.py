@@ -6,13 +6,14 @@ are the evaluation functions' own, so a default lives in one place; ``--set``/``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from api.cli.config_options import Opt, OptionGroup, config_command, set_threads, signature_config, threads_option
+from api.cli.config_options import Opt, OptionGroup, config_command, set_threads, threads_option
 from pipelines.base import InputError
 from pipelines.flow_omni.evaluate import FlowOmniEvalConfig
 from pipelines.karl.evaluate import KARLEvalConfig, evaluate_karl
@@ -20,7 +21,7 @@ from pipelines.robust.evaluate import PScoreConfig, karl_round_trip, pscore, tex
 from pipelines.shapes_classifier.model import ShapesClassifier
 from pipelines.textok.evaluate import TexTokEvalConfig, evaluate_textoks, markdown_table
 from pipelines.tome.evaluate import BindingEvalConfig
-from pipelines.xar.evaluate import evaluate_xar
+from pipelines.xar.evaluate import XAREvalConfig, evaluate_xar
 from pipelines.zoo import resolve_model
 
 app = typer.Typer(no_args_is_help=True)
@@ -184,8 +185,6 @@ def binding_command(config: BindingEvalConfig, _: None,
 
 def _tome_options(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` items (VALUE as JSON) -> ToMeConfig overrides; unknown keys and bad values are errors."""
-    import dataclasses
-
     from pipelines.tome.pipeline import ToMeConfig
 
     fields = {f.name for f in dataclasses.fields(ToMeConfig)}
@@ -201,20 +200,16 @@ def _tome_options(items: list[str]) -> dict[str, object]:
     return options
 
 
-XAREvalConfig = signature_config(evaluate_xar, ("images_per_class", "num_inference_steps", "guidance_scale",
-                                                "sampler", "batch_size", "seed"), "XAREvalConfig")
-"""The knobs of ``eval xar``, defaults read from :func:`pipelines.xar.evaluate.evaluate_xar`."""
-
-
 @app.command("xar")
 @config_command(XAREvalConfig, {
-    "images_per_class": "Generated images per class (40 classes).",
-    "num_inference_steps": Opt("Flow steps per entity.", flag="--steps"),
-    "guidance_scale": "Final CFG scale (ramped over entities).",
-    "sampler": "sde (Euler-Maruyama) or ode (Euler).",
-    "seed": "Seed of the generated images.",
+    "images_per_class": None,
+    "num_inference_steps": Opt(flag="--steps"),
+    "guidance_scale": None,
+    "sampler": None,
+    "batch_size": None,
+    "seed": None,
 }, EVAL)
-def xar_command(config: Any, _: None, model: str = _model("xAR zoo name or model directory (with vae/)."),
+def xar_command(config: XAREvalConfig, _: None, model: str = _model("xAR zoo name or model directory (with vae/)."),
                 classifier: str = _classifier()) -> None:
     """Class accuracy per class, proxy FD and sampling time of generated shapes-world images (markdown)."""
     from diffusers import AutoencoderKL
@@ -224,7 +219,7 @@ def xar_command(config: Any, _: None, model: str = _model("xAR zoo name or model
 
     path = resolve_model(model).path
     pipe = XARPipeline(XAR.from_pretrained(path), AutoencoderKL.from_pretrained(path / "vae").eval())
-    report = evaluate_xar(pipe, _load_classifier(classifier), **vars(config))
+    report = evaluate_xar(pipe, _load_classifier(classifier), **dataclasses.asdict(config))
     typer.echo(report.markdown())
 
 

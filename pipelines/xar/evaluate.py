@@ -19,6 +19,33 @@ from pipelines.data.shapes import NUM_CLASSES, ShapesWorld, class_name
 from pipelines.evaluation.metrics import frechet_distance
 from pipelines.shapes_classifier.model import ShapesClassifier
 from pipelines.xar.pipeline import XARPipeline
+from pipelines.xar.sampler import SAMPLERS
+
+
+@dataclass(frozen=True)
+class XAREvalConfig:
+    """What ``mediaforge eval xar`` may set; :func:`evaluate_xar`'s defaults are these."""
+
+    images_per_class: int = 10
+    """Generated images per class (40 classes)."""
+    num_inference_steps: int = 25
+    """Flow steps per entity."""
+    guidance_scale: float = 2.0
+    """Final CFG scale (ramped over entities)."""
+    sampler: str = "sde"
+    """sde (Euler-Maruyama) or ode (Euler)."""
+    batch_size: int = 80
+    """Images generated per pipeline call (sampling time is measured at this batch)."""
+    seed: int = 0
+    """Seed of the generated images."""
+
+    def __post_init__(self) -> None:
+        # Checked here, not only by the pipeline, so a bad value is refused before any model is loaded.
+        for name in ("images_per_class", "num_inference_steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; allowed: {SAMPLERS}")
 
 
 @dataclass
@@ -43,9 +70,11 @@ class XAREvaluation:
         ])
 
 
-def evaluate_xar(pipe: XARPipeline, classifier: ShapesClassifier, images_per_class: int = 10,
-                 num_inference_steps: int = 25, guidance_scale: float = 2.0, sampler: str = "sde",
-                 batch_size: int = 80, seed: int = 0) -> XAREvaluation:
+def evaluate_xar(pipe: XARPipeline, classifier: ShapesClassifier,
+                 images_per_class: int = XAREvalConfig.images_per_class,
+                 num_inference_steps: int = XAREvalConfig.num_inference_steps,
+                 guidance_scale: float = XAREvalConfig.guidance_scale, sampler: str = XAREvalConfig.sampler,
+                 batch_size: int = XAREvalConfig.batch_size, seed: int = XAREvalConfig.seed) -> XAREvaluation:
     """Generate ``images_per_class`` images of every class and judge them."""
     labels = torch.arange(NUM_CLASSES).repeat_interleave(images_per_class)
     generator = torch.Generator().manual_seed(seed)
