@@ -283,11 +283,3 @@ def default_of(func: Callable[..., Any], name: str) -> Any:
     """The default of parameter ``name`` of ``func`` (an option that passes it through keeps it in one place)."""
     return inspect.signature(func).parameters[name].default
 
-
-def signature_config(func: Callable[..., Any], names: Sequence[str], class_name: str) -> type:
-    """A frozen dataclass of these parameters of ``func`` with its defaults, for functions that take their knobs
-    as arguments rather than a config (the defaults stay in the function's signature)."""
-    hints, params = get_type_hints(func), inspect.signature(func).parameters
-    specs = [(name, hints[name]) if params[name].default is inspect.Parameter.empty
-             else (name, hints[name], dataclasses.field(default=params[name].default)) for name in names]
-    return dataclasses.make_dataclass(class_name, specs, frozen=True)

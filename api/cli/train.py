@@ -23,13 +23,12 @@ from api.cli.config_options import (
     config_command,
     default_of,
     set_threads,
-    signature_config,
     threads_option,
 )
 from pipelines.flow_omni.train import FlowOmniTrainConfig, train_flow_omni
 from pipelines.gdt.train import GDTTrainConfig, train_gdt
 from pipelines.karl.train import KARLTrainConfig, PerturbOptions, train_karl
-from pipelines.sd.train import SDTrainConfig, finetune_vae_decoder, train_sd
+from pipelines.sd.train import SDDecoderConfig, SDTrainConfig, finetune_decoder_in_place, train_sd
 from pipelines.shapes_classifier.train import ClassifierTrainConfig, train_shapes_classifier
 from pipelines.speech_judge.train import JudgeTrainConfig, train_speech_judge
 from pipelines.textok.train import TexTokTrainConfig, train_textok
@@ -257,28 +256,16 @@ def train_gdt_command(config: GDTTrainConfig, run: TrainRun,
     typer.echo(f"saved {run.output} at step {info['step']} (loss {info['loss']})")
 
 
-SDDecoderConfig = signature_config(finetune_vae_decoder, ("steps", "batch_size", "max_minutes"), "SDDecoderConfig")
-"""The knobs of ``train sd-decoder``, defaults read from :func:`finetune_vae_decoder`."""
-
-
 @app.command("sd-decoder")
-@config_command(SDDecoderConfig, {
-    "steps": "Decoder steps.",
-    "batch_size": "Images per step.",
-    "max_minutes": "Wall-clock budget; saves and stops.",
-}, THREADS_ONLY)
-def train_sd_decoder_command(config: Any, _: None,
-                             pipeline: Path = typer.Option(..., "-p", "--pipeline", help="SD pipeline folder whose "
-                                                           "vae/ is fine-tuned (in place).")) -> None:
-    """Fine-tune the VAE decoder of a `train sd` pipeline (encoder frozen: the UNet's latents are unchanged)."""
-    from diffusers import AutoencoderKL
-
-    from pipelines.data.shapes import ShapesWorld
-
-    vae = AutoencoderKL.from_pretrained(pipeline / "vae")
-    world = ShapesWorld(vae.config.sample_size, min_objects=1, max_objects=3)
-    done = finetune_vae_decoder(vae, world, config.steps, config.batch_size, max_minutes=config.max_minutes,
-                                on_save=lambda v: v.save_pretrained(pipeline / "vae"))
+@config_command(SDDecoderConfig, {"steps": None, "batch_size": None, "max_minutes": None}, THREADS_ONLY)
+def train_sd_decoder_command(config: SDDecoderConfig, _: None,
+                             pipeline: Path = typer.Option(..., "-p", "--pipeline", help="An existing `train sd` "
+                                                           "pipeline folder; its vae/ is overwritten in place.")
+                             ) -> None:
+    """Fine-tune, in place, the VAE decoder of an existing `train sd` pipeline folder (encoder frozen: the UNet's
+    latents are unchanged). Unlike the other trainers it edits a model rather than starting a run: no -o, no
+    --resume, PIPELINE/vae is rewritten every save_every steps; copy the folder first to keep the original."""
+    done = finetune_decoder_in_place(config, pipeline)
     typer.echo(f"decoder steps {done}; saved {pipeline / 'vae'}")
 
 

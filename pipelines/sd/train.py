@@ -130,19 +130,48 @@ def training_captions(scenes: Sequence[Scene], rng: np.random.Generator, config:
     return out
 
 
-def finetune_vae_decoder(vae: AutoencoderKL, world: ShapesWorld, steps: int, batch_size: int = 16,
-                         lr: float = 1e-3, max_minutes: float = 60.0, first_batch: int = 10**5,
-                         on_save: Callable[[AutoencoderKL], None] | None = None, save_every: int = 100) -> int:
+@dataclass(frozen=True)
+class SDDecoderConfig:
+    """What ``mediaforge train sd-decoder`` may set: a decoder-only fine-tune of an existing pipeline's VAE."""
+
+    steps: int = 2000
+    """Decoder steps."""
+    batch_size: int = 16
+    """Images per step."""
+    lr: float = 1e-3
+    """AdamW learning rate of the decoder."""
+    max_minutes: float = 60.0
+    """Wall-clock budget; saves and stops when it runs out."""
+    first_batch: int = 10**5
+    """Index of the first ``train`` batch (batch i + 1 follows it)."""
+    save_every: int = 100
+    """Steps between saves."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
+
+
+def finetune_vae_decoder(vae: AutoencoderKL, world: ShapesWorld, config: SDDecoderConfig,
+                         on_save: Callable[[AutoencoderKL], None] | None = None) -> int:
     """Train only the decoder (encoder frozen): reconstructions improve while the latent space the UNet
-    was trained on stays exactly the same, so this can run after (or alongside) the UNet phase."""
+    was trained on stays exactly the same, so this can run after (or alongside) the UNet phase.
+
+    ``on_save`` gets the VAE (in eval mode) every ``save_every`` steps, at the end and when time runs out.
+    Returns the steps done.
+    """
     vae.requires_grad_(False)
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     for p in params:
         p.requires_grad_(True)
-    optim = torch.optim.AdamW(params, lr=lr)
+    optim = torch.optim.AdamW(params, lr=config.lr)
     start, step = time.perf_counter(), 0
     vae.train()
-    for step, batch in zip(range(1, steps + 1), world.iterate("train", batch_size, start=first_batch), strict=False):
+    batches = world.iterate("train", config.batch_size, start=config.first_batch)
+    for step, batch in zip(range(1, config.steps + 1), batches, strict=False):
         x = batch.images * 2 - 1
         with torch.no_grad():
             latents = vae.encode(x).latent_dist.sample()
@@ -151,8 +180,8 @@ def finetune_vae_decoder(vae: AutoencoderKL, world: ShapesWorld, steps: int, bat
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
-        out_of_time = time.perf_counter() - start > max_minutes * 60
-        if step % save_every == 0 or out_of_time or step == steps:
+        out_of_time = time.perf_counter() - start > config.max_minutes * 60
+        if step % config.save_every == 0 or out_of_time or step == config.steps:
             logger.info("decoder step %d loss %.4f", step, loss.item())
             if on_save is not None:
                 on_save(vae.eval())
@@ -161,6 +190,20 @@ def finetune_vae_decoder(vae: AutoencoderKL, world: ShapesWorld, steps: int, bat
             break
     vae.eval().requires_grad_(False)
     return step
+
+
+def finetune_decoder_in_place(config: SDDecoderConfig, pipeline_dir: Path) -> int:
+    """Fine-tune the decoder of the SD pipeline folder ``pipeline_dir`` in place: ``pipeline_dir/vae`` is
+    overwritten at every save (an existing model is edited, so the run-directory rule of the trainers does not
+    apply, and there is no checkpoint to resume: a stopped run has saved its last decoder). Returns the steps
+    done."""
+    vae_dir = Path(pipeline_dir) / "vae"
+    if not (vae_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{pipeline_dir} is not an SD pipeline folder: no vae/config.json")
+    vae = AutoencoderKL.from_pretrained(vae_dir)
+    # The scenes `train sd` draws: one to the tiny preset's max objects, at the VAE's image size.
+    world = ShapesWorld(vae.config.sample_size, min_objects=1, max_objects=SDPreset.max_objects)
+    return finetune_vae_decoder(vae, world, config, on_save=lambda v: v.save_pretrained(vae_dir))
 
 
 def save_pipeline(out_dir: Path, vae: AutoencoderKL, text_encoder: CLIPTextModel, unet: UNet2DConditionModel,

@@ -1,4 +1,5 @@
-"""`mediaforge train sd`: component sizes, captions, decoder-only fine-tuning, a tiny run and its resume."""
+"""`mediaforge train sd`: component sizes, captions, decoder-only fine-tuning (also in place through `train
+sd-decoder`), a tiny run and its resume."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import AutoencoderKL, StableDiffusionPipeline
+from typer.testing import CliRunner
 
+from api.cli import app
 from pipelines.data.shapes import ShapesWorld
 from pipelines.sd.train import (
     PRESETS,
+    SDDecoderConfig,
     SDTrainConfig,
     build_text_encoder,
     build_unet,
@@ -62,12 +66,39 @@ def test_decoder_finetune_leaves_the_encoder_alone():
         encoder = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
         decoder = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
         saved = []
-        done = finetune_vae_decoder(vae, ShapesWorld(32), steps=2, batch_size=2, on_save=saved.append, save_every=1)
+        config = SDDecoderConfig(steps=2, batch_size=2, save_every=1)
+        done = finetune_vae_decoder(vae, ShapesWorld(32), config, on_save=saved.append)
     finally:
         torch.set_num_threads(before)
     assert done == 2 and len(saved) == 2
     assert all(torch.equal(v, encoder[k]) for k, v in vae.encoder.state_dict().items())
     assert any(not torch.equal(v, decoder[k]) for k, v in vae.decoder.state_dict().items())
+
+
+def test_the_decoder_config_keeps_the_clis_defaults_and_checks_its_values():
+    assert SDDecoderConfig().steps == 2000  # what `train sd-decoder --steps` always defaulted to
+    with pytest.raises(ValueError, match="save_every must be >= 1"):
+        SDDecoderConfig(save_every=0)
+    with pytest.raises(ValueError, match="max_minutes must be > 0"):
+        SDDecoderConfig(max_minutes=0)
+
+
+def test_sd_decoder_fine_tunes_an_existing_pipeline_in_place(tmp_path, one_thread):
+    torch.manual_seed(0)
+    save_pipeline(tmp_path, *_parts(), {"unet_steps_done": 0})
+    before = AutoencoderKL.from_pretrained(tmp_path / "vae").state_dict()
+    result = CliRunner().invoke(app, ["train", "sd-decoder", "-p", str(tmp_path), "--steps", "2", "--batch-size",
+                                      "2", "--set", "save_every=1"])
+    assert result.exit_code == 0, result.output
+    assert "decoder steps 2" in result.output
+    after = AutoencoderKL.from_pretrained(tmp_path / "vae").state_dict()
+    assert all(torch.equal(v, before[k]) for k, v in after.items() if k.startswith("encoder."))
+    assert any(not torch.equal(v, before[k]) for k, v in after.items() if k.startswith("decoder."))
+
+
+def test_sd_decoder_needs_a_pipeline_folder(tmp_path):
+    result = CliRunner().invoke(app, ["train", "sd-decoder", "-p", str(tmp_path)])
+    assert result.exit_code == 2 and "no vae/config.json" in result.output
 
 
 def test_saving_keeps_hand_added_config_entries_and_updates_the_rest(tmp_path):
