@@ -3,9 +3,10 @@
 :func:`config_command` wraps a command ``def cmd(config, ..., **own_options)``: the command line gets one option
 per field named in the command's table (type and default read from the dataclass, help from the table), plus
 ``--config FILE.json`` and repeatable ``--set key=value`` for any field, and the command receives the built,
-validated config. Later sources win: dataclass defaults, then ``--config``, then the options given, then
-``--set``. Typer reads a command's parameters from ``inspect.signature``, so the wrapper carries a built
-``__signature__``. Unknown keys and bad values exit 2 naming them (:mod:`api.cli.errors`).
+validated config. Later sources win: dataclass defaults (or, for a command given ``presets``, the config of
+the ``--preset`` chosen), then ``--config``, then the options given, then ``--set``. Typer reads a command's
+parameters from ``inspect.signature``, so the wrapper carries a built ``__signature__``. Unknown keys and bad
+values exit 2 naming them (:mod:`api.cli.errors`).
 
 A field that is not a plain ``int``/``float``/``str``/``bool`` (optionally ``| None``) shows as a string option:
 tuples as comma lists (``--kinds a,b``), anything else through the table's ``parse`` (``--perturb alpha=1``).
@@ -20,7 +21,7 @@ import inspect
 import json
 import textwrap
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -165,8 +166,17 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def field_options(cls: type, fields: Fields) -> list[inspect.Parameter]:
-    """One keyword parameter with a ``typer.Option`` default per field in ``fields``, in the table's order."""
+def _preset_values(name: str, presets: Mapping[str, Any]) -> str:
+    """`` Presets: xar 600, gdt 800.`` where the presets disagree on field ``name`` (--help shows one default)."""
+    values = {preset: format_value(getattr(config, name)) for preset, config in presets.items()}
+    if len(set(map(str, values.values()))) < 2:
+        return ""
+    return " Presets: " + ", ".join(f"{preset} {value}" for preset, value in values.items()) + "."
+
+
+def field_options(cls: type, fields: Fields, presets: Mapping[str, Any] | None = None) -> list[inspect.Parameter]:
+    """One keyword parameter with a ``typer.Option`` default per field in ``fields``, in the table's order; with
+    ``presets``, a field's help lists each preset's value where they differ."""
     hints = get_type_hints(cls)
     defaults = {f.name: f for f in dataclasses.fields(cls)}
     docs = field_docs(cls)
@@ -179,6 +189,8 @@ def field_options(cls: type, fields: Fields) -> list[inspect.Parameter]:
             if name not in docs:
                 raise TypeError(f"{cls.__name__}.{name} has no docstring: give the option a help text")
             opt = dataclasses.replace(opt, help=docs[name])
+        if presets:
+            opt = dataclasses.replace(opt, help=opt.help + _preset_values(name, presets))
         base, optional = _unoptional(hints[name])
         field = defaults[name]
         if field.default is not dataclasses.MISSING:
@@ -209,11 +221,25 @@ def _config_file_param(cls: type) -> list[inspect.Parameter]:
     ]
 
 
+def _preset_param(cls: type, presets: Mapping[str, Any]) -> inspect.Parameter:
+    """``--preset NAME``, defaulting to the preset that is the dataclass defaults (the ones --help shows)."""
+    default = next((name for name, config in presets.items() if config == cls()), None)
+    if default is None:
+        raise TypeError(f"none of the presets {sorted(presets)} is {cls.__name__}(): the defaults --help shows "
+                        "must be one preset's")
+    return inspect.Parameter(
+        "config_preset", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+        default=typer.Option(default, "--preset", help=f"Preset the fields start from ({', '.join(presets)}); "
+                             f"--config, the options and --set override its values. The defaults shown are the "
+                             f"{default} preset's; the help of a field the presets disagree on lists them all."))
+
+
 def build_config(cls: type, fields: Fields, given: dict[str, Any], config_file: Path | None,
-                 set_items: Sequence[str]) -> Any:
-    """The config from the dataclass defaults, the JSON file, the options ``given`` and ``--set`` items."""
+                 set_items: Sequence[str], base: Any | None = None) -> Any:
+    """The config from ``base`` (a preset's config; default: the dataclass defaults), the JSON file, the options
+    ``given`` and ``--set`` items."""
     hints = get_type_hints(cls)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {} if base is None else dataclasses.asdict(base)
     if config_file is not None:
         loaded = json.loads(config_file.read_text())
         if not isinstance(loaded, dict):
@@ -247,16 +273,22 @@ def _given(ctx: typer.Context, names: Sequence[str]) -> set[str]:
     return {n for n, source in sources.items() if source is not None and source.name != "DEFAULT"}
 
 
-def config_command(cls: type, fields: Fields, group: OptionGroup | None = None
-                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def config_command(cls: type, fields: Fields, group: OptionGroup | None = None,
+                   presets: Mapping[str, Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate ``cmd(config, [group object,] **own)``: options of ``fields`` of ``cls``, the group's options,
     ``--config``/``--set`` and the command's own options; errors building the config (or raised as a caller's
-    mistake by the command, see :mod:`api.cli.errors`) exit 2."""
+    mistake by the command, see :mod:`api.cli.errors`) exit 2.
+
+    ``presets`` (name -> config of ``cls``, one of them ``cls()``): a ``--preset NAME`` option whose config the
+    other sources override, for a config class that has presets but no field naming one.
+    """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         own = list(inspect.signature(func).parameters.values())[2 if group else 1:]
         group_params = list(group.params) if group else []
-        params = [*group_params, *own, *field_options(cls, fields), *_config_file_param(cls)]
+        preset_params = [_preset_param(cls, presets)] if presets else []
+        params = [*group_params, *own, *preset_params, *field_options(cls, fields, presets),
+                  *_config_file_param(cls)]
         field_names = [PREFIX + name for name in fields]
 
         @functools.wraps(func)
@@ -265,7 +297,9 @@ def config_command(cls: type, fields: Fields, group: OptionGroup | None = None
             given = {name.removeprefix(PREFIX): options[name] for name in _given(ctx, field_names)}
             grouped = {p.name: kwargs.pop(p.name) for p in group_params}
             with caller_errors():
-                config = build_config(cls, fields, given, kwargs.pop("config_file"), kwargs.pop("set_items") or [])
+                base = _preset(presets, kwargs.pop("config_preset")) if presets else None
+                config = build_config(cls, fields, given, kwargs.pop("config_file"), kwargs.pop("set_items") or [],
+                                      base)
                 head = (config, group.build(**grouped)) if group else (config,)
                 return func(*head, **kwargs)
 
@@ -277,6 +311,12 @@ def config_command(cls: type, fields: Fields, group: OptionGroup | None = None
         return command
 
     return decorate
+
+
+def _preset(presets: Mapping[str, Any], name: str) -> Any:
+    if name not in presets:
+        raise ValueError(f"--preset {name!r}: unknown preset; presets are {', '.join(presets)}")
+    return presets[name]
 
 
 def default_of(func: Callable[..., Any], name: str) -> Any:

@@ -32,6 +32,7 @@ from pipelines.sd.train import SDDecoderConfig, SDTrainConfig, finetune_decoder_
 from pipelines.shapes_classifier.train import ClassifierTrainConfig, train_shapes_classifier
 from pipelines.speech_judge.train import JudgeTrainConfig, train_speech_judge
 from pipelines.textok.train import TexTokTrainConfig, train_textok
+from pipelines.training.vae import PRESETS as VAE_PRESETS
 from pipelines.training.vae import VAETrainConfig, train_vae
 from pipelines.vocoder.train import VocoderTrainConfig, train_vocoder
 from pipelines.wavtokenizer.train import TrainConfig as WavTokenizerTrainConfig
@@ -273,11 +274,13 @@ def train_sd_decoder_command(config: SDDecoderConfig, _: None,
 @config_command(VAETrainConfig, {
     "steps": "Optimizer steps.",
     "batch_size": "Images per step.",
+    "lr": "Peak learning rate.",
     "seed": "Torch seed.",
-}, TRAIN)
+}, TRAIN, presets=VAE_PRESETS)
 def train_vae_command(config: VAETrainConfig, run: TrainRun) -> None:
-    """Train xAR's latent space: a 16-channel stride-8 AutoencoderKL on class-conditional shapes world (the
-    defaults are the ``xar`` preset of pipelines/training/vae.py)."""
+    """Train a latent space: an AutoencoderKL on shapes world, by default xAR's (16 channels, stride 8,
+    class-conditional images). --preset gdt / sd gives the VAE phase of `train gdt` / `train sd` on its own (see
+    pipelines/training/vae.py); the options override the preset's values."""
     metrics = train_vae(config, run.output, **run.kwargs)
     typer.echo(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 

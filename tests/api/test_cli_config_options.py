@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from api.cli import app
-from api.cli.config_options import PREFIX, Opt, build_config, format_value
+from api.cli.config_options import PREFIX, Opt, build_config, config_command, format_value
 from pipelines.flow_omni.train import FlowOmniTrainConfig
 from pipelines.karl.train import KARLTrainConfig, PerturbOptions
 
@@ -88,6 +88,22 @@ def test_later_sources_win_and_conversions_apply(tmp_path: Path) -> None:
     assert build_config(KARLTrainConfig, fields, {}, None, ["steps=9"]).steps == 9
     weights = build_config(FlowOmniTrainConfig, {}, {}, None, ["task_weights=1,2,3,4"]).task_weights
     assert weights == (1.0, 2.0, 3.0, 4.0)
+
+
+def test_a_preset_is_the_base_the_other_sources_override(tmp_path: Path) -> None:
+    from pipelines.training.vae import PRESETS, VAETrainConfig
+
+    file = tmp_path / "run.json"
+    file.write_text(json.dumps({"lr": 0.01, "steps": 4}))
+    config = build_config(VAETrainConfig, {"steps": None}, {"steps": 5}, file, ["seed=3"], PRESETS["sd"])
+    assert config == VAETrainConfig.from_preset("sd", steps=5, lr=0.01, seed=3)
+
+
+def test_presets_must_include_the_defaults_help_shows() -> None:
+    from pipelines.training.vae import PRESETS, VAETrainConfig
+
+    with pytest.raises(TypeError, match="must be one preset's"):
+        config_command(VAETrainConfig, {"steps": None}, presets={"gdt": PRESETS["gdt"]})(lambda config: None)
 
 
 @pytest.mark.parametrize(("items", "message"), [

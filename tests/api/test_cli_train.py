@@ -80,3 +80,23 @@ def test_a_config_check_exits_2_before_the_run_directory_is_made(tmp_path: Path)
     result = CliRunner().invoke(app, ["train", "gdt", "-o", str(out), "--drop-shared", "1.5"])
     assert result.exit_code == 2 and "drop_shared is a probability" in result.output
     assert not out.exists()
+
+
+def test_vae_preset_gives_the_presets_config_and_options_override_it(tmp_path: Path) -> None:
+    from pipelines.training.run_dir import config_from_dict
+    from pipelines.training.vae import VAETrainConfig
+
+    run = tmp_path / "run"
+    args = ["train", "vae", "--preset", "gdt", "-o", str(run), "--steps", "2", "--batch-size", "2", "--set",
+            "kl_weight=0.001", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = config_from_dict(VAETrainConfig, json.loads((run / TRAIN_CONFIG_NAME).read_text()))
+    assert saved == VAETrainConfig.from_preset("gdt", steps=2, batch_size=2, kl_weight=0.001)
+    assert json.loads((run / "config.json").read_text())["latent_channels"] == 4  # gdt's, not xar's 16
+
+
+def test_an_unknown_vae_preset_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "vae", "--preset", "xl", "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "unknown preset" in result.output and "xar, gdt, sd" in result.output
+    assert not (tmp_path / "run").exists()
