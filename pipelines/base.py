@@ -13,10 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipelines.media import Media, Tokens
 from tokenizers_media.modeling import WEIGHTS_NAME, PretrainedModel
@@ -33,10 +33,22 @@ class InputError(ValueError):
     """A caller's mistake (bad file, bad params, wrong model): never retried, reported verbatim."""
 
 
-class Params(BaseModel):
-    """Base of every job kind's params schema: unknown fields are errors."""
+SEED_MAX = 2**64 - 1
+"""The largest seed ``torch.Generator.manual_seed`` takes (above it: ``Overflow when unpacking long long``)."""
 
-    model_config = ConfigDict(extra="forbid")
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+"""A job's random seed: refused at submit when the generator could not take it."""
+
+
+class Params(BaseModel):
+    """Base of every job kind's params schema, checked at submit so that a queued job never fails on its params.
+
+    Unknown fields are errors; floats must be finite (``Infinity`` / ``NaN`` pass no range check and overflow
+    later, e.g. in ``int(max_seconds * rate)``); a dump uses the field aliases (``class``), so the params a job
+    record stores validate again where the job runs.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, serialize_by_alias=True)
     renamed: ClassVar[dict[str, str]] = {}
     """Old param name -> its new name: still accepted (with a DeprecationWarning) for one release."""
 

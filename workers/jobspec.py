@@ -49,20 +49,89 @@ class ResolvedJob:
                          model_class=self.model.model_class, pipeline=self.pipeline)
 
 
-def format_validation_error(err: ValidationError) -> str:
-    """pydantic's errors as one line a user can act on, without its internals."""
+_UNION_TAGS = {"int": "integer", "float": "number", "str": "string", "bool": "boolean", "list": "array",
+               "tuple": "array"}
+"""pydantic's name of a union member in an error location (``int``, ``constrained-str``, ``list[...]``) -> that
+member's JSON schema type."""
+
+
+def format_validation_error(err: ValidationError, schema: dict[str, Any] | None = None) -> str:
+    """pydantic's errors as one line a user can act on, without its internals (nor the offending value).
+
+    With the params model's JSON ``schema`` (whose fields are flat: a name, then list positions and union members),
+    each error names the field without pydantic's union member names and says what it allows
+    (``max_seconds: ... (allowed: 0 < max_seconds <= 60)``): the limits a client reads in ``/openapi.json``.
+    """
     parts = []
     for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "value"
-        parts.append(f"{where}: {item['msg']}")
+        loc = item["loc"]
+        if schema is None:
+            parts.append(f"{'.'.join(str(p) for p in loc) or 'value'}: {item['msg']}")
+            continue
+        where = ".".join(str(p) for i, p in enumerate(loc) if i == 0 or isinstance(p, int)) or "value"
+        node = _schema_at(schema, loc)
+        allowed = _allowed(node, where) if node else ""
+        parts.append(f"{where}: {item['msg']}" + (f" (allowed: {allowed})" if allowed else ""))
     return "; ".join(parts)
 
 
+def _branches(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return node.get("anyOf", [node])
+
+
+def _schema_at(schema: dict[str, Any], loc: tuple[int | str, ...]) -> dict[str, Any] | None:
+    """The JSON schema of what an error location points at: list positions go into items, union tags into
+    the member of that type; None when the location names no declared field (an unknown param)."""
+    node = schema.get("properties", {}).get(loc[0]) if loc else None
+    for part in loc[1:]:
+        if node is None:
+            return None
+        if isinstance(part, int):
+            array = next((b for b in _branches(node) if b.get("type") == "array"), None)
+            prefix = array.get("prefixItems", []) if array else []
+            node = prefix[part] if part < len(prefix) else array.get("items") if array else None
+        else:
+            wanted = _UNION_TAGS.get(part.removeprefix("constrained-").split("[")[0])
+            node = next((b for b in _branches(node) if b.get("type") == wanted), None)
+    return node
+
+
+def _allowed(node: dict[str, Any], label: str) -> str:
+    """A schema's limits in words, one phrase per union member: ``1 <= steps <= 200``, ``1 to 400 characters``."""
+    return " or ".join(phrase for member in _branches(node) if (phrase := _limits(member, label)))
+
+
+def _limits(node: dict[str, Any], label: str) -> str:
+    kind = node.get("type")
+    if kind in ("integer", "number"):
+        low = (f"{_number(node['minimum'])} <= " if "minimum" in node
+               else f"{_number(node['exclusiveMinimum'])} < " if "exclusiveMinimum" in node else "")
+        high = (f" <= {_number(node['maximum'])}" if "maximum" in node
+                else f" < {_number(node['exclusiveMaximum'])}" if "exclusiveMaximum" in node else "")
+        return f"{low}{label}{high}" if low or high else ""
+    sizes = {"string": ("minLength", "maxLength", "characters"), "array": ("minItems", "maxItems", "items")}
+    if kind not in sizes:
+        return ""
+    least, most, unit = sizes[kind]
+    if most not in node:
+        return ""
+    fewest = node.get(least, 0)
+    return f"{node[most]} {unit}" if fewest == node[most] else f"{fewest} to {node[most]} {unit}"
+
+
+def _number(value: float) -> str:
+    """``60.0`` -> ``60``, ``0.05`` -> ``0.05``; integers (seeds up to 2**64 - 1) exactly."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def parse_params(pipeline_class: type[Pipeline], params: dict[str, Any]) -> Params:
+    """Validate a job's params by its kind's schema; ``InputError`` naming each bad field and what it allows."""
+    model = pipeline_class.params_model
     try:
-        return pipeline_class.params_model.model_validate(params)
+        return model.model_validate(params)
     except ValidationError as err:
-        raise InputError(f"invalid params for {pipeline_class.kind}: {format_validation_error(err)}") from err
+        message = format_validation_error(err, model.model_json_schema())
+        raise InputError(f"invalid params for {pipeline_class.kind}: {message}") from err
 
 
 def resolve_job(spec: JobSpec, *, zoo_only: bool = False) -> ResolvedJob:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import ClassVar, Self
 
 import torch
+from pydantic import Field
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed
 from pipelines.flow_omni.generate import GenerationOptions, stream
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.media import Audio
@@ -28,14 +29,27 @@ GRIFFIN_LIM = "griffin-lim"
 DEFAULT_VOCODER = "vocoder-tiny"
 
 
+MAX_SPEECH_SECONDS = 60.0
+"""One LLM step per frame group (25 a second on flow-omni-tiny): a minute of speech and a 400-character text
+prompt stay inside the served models' 2048 positions, and the KV cache and audio stay small."""
+MAX_FLOW_STEPS = 100
+MAX_PATH_CHARS = 4096
+
+
 class SpeechParams(Params):
-    vocoder: str = DEFAULT_VOCODER
-    """A mel vocoder in the zoo (or a model directory), or ``griffin-lim``."""
-    num_inference_steps: int | None = None
-    """Euler steps of the flow head per frame group (default: the model's ``flow_steps``)."""
-    temperature: float = 1.0
-    max_seconds: float = 20.0
-    seed: int = 0
+    vocoder: str = Field(DEFAULT_VOCODER, min_length=1, max_length=MAX_PATH_CHARS,
+                         description=f"a mel vocoder in the zoo (or a model directory: at most {MAX_PATH_CHARS} "
+                         f"characters, Linux's PATH_MAX), or {GRIFFIN_LIM!r}")
+    num_inference_steps: int | None = Field(
+        None, ge=1, le=MAX_FLOW_STEPS,
+        description="Euler steps of the flow head per frame group (default: the model's flow_steps, 10 in the "
+        f"paper); at most {MAX_FLOW_STEPS}, as each step runs once per frame group")
+    temperature: float = Field(1.0, ge=0.0, le=10.0, description="scale of the flow's starting noise (1: the "
+                               "trained one, 0: none); above 10 the samples are far outside what the model learned")
+    max_seconds: float = Field(20.0, gt=0.0, le=MAX_SPEECH_SECONDS,
+                               description=f"length cap of the spoken answer; at most {MAX_SPEECH_SECONDS:g} s, "
+                               "one LLM step per frame group, so that an answer fits the model's context")
+    seed: Seed = Field(0, description="seed of the flow's noise")
     renamed: ClassVar[dict[str, str]] = {"flow_steps": "num_inference_steps"}
 
 

@@ -9,12 +9,12 @@ order; the reference slot holds the reference resized to the model's side.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import Annotated, ClassVar, Self
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed
 from pipelines.gdt.pipeline import GroupDiffusionPipeline
 from pipelines.image_resize import to_model_size
 from pipelines.media import Image
@@ -24,18 +24,20 @@ MAX_PROMPT_CHARS = 500
 
 
 class GenerateGroupParams(Params):
-    prompts: list[str] = Field(..., min_length=2, max_length=MAX_IMAGES, description="one caption per image")
-    reference_index: int = Field(0, ge=0, description="slot of the reference image in the group")
+    prompts: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)]] = Field(
+        ..., min_length=2, max_length=MAX_IMAGES,
+        description=f"one caption per image; at most {MAX_IMAGES} images, generated together in memory")
+    reference_index: int = Field(0, ge=0, le=MAX_IMAGES - 1, description="slot of the reference image in the group")
     group_size: int | None = Field(None, ge=1, le=MAX_IMAGES, description="images per group; default: all")
     num_inference_steps: int = Field(25, ge=1, le=200, description="DDIM steps")
     guidance_scale: float = Field(3.0, ge=1.0, le=20.0, description="classifier-free guidance scale (1: off)")
-    seed: int = Field(0, ge=0, description="seed of the initial and re-noising noise")
+    seed: Seed = Field(0, description="seed of the initial and re-noising noise")
     renamed: ClassVar[dict[str, str]] = {"steps": "num_inference_steps", "guidance": "guidance_scale"}
 
     @model_validator(mode="after")
     def _check_layout(self) -> Self:
-        if any(not p.strip() or len(p) > MAX_PROMPT_CHARS for p in self.prompts):
-            raise ValueError(f"every prompt must be non-empty and at most {MAX_PROMPT_CHARS} characters")
+        if any(not p.strip() for p in self.prompts):
+            raise ValueError("every prompt must be more than blanks")
         if self.reference_index >= len(self.prompts):
             raise ValueError(f"reference_index {self.reference_index} is outside the {len(self.prompts)} prompts")
         if self.group_size is not None and len(self.prompts) % self.group_size:

@@ -16,10 +16,15 @@ from pipelines.image_resize import check_rgb_image
 from pipelines.media import Image, Tokens
 from tokenizers_media.image.karl_common import BaseKARLEncoding
 
+MAX_LATENT_POOL = 512
+"""The latent pool of the paper's models: no KARL takes a larger token budget."""
+
 
 class KARLTokenizeParams(Params):
     target_error: float = Field(0.05, gt=0.0, le=1.0, description="desired per-image L1 in [0, 1] pixels")
-    max_tokens: int | None = Field(None, ge=1, description="token budget (default: the model's)")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_LATENT_POOL,
+                                   description=f"token budget (default: the model's); at most {MAX_LATENT_POOL}, the "
+                                   "latent pool of the paper's models (the model's own is checked before compute)")
     halt_threshold: float | None = Field(None, gt=0.0, lt=1.0, description="halting probability above which "
                                          "tokens are dropped (default: the model's; lower = fewer tokens)")
 

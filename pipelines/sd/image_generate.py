@@ -10,25 +10,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
 import torch
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed
 from pipelines.media import Image
 from pipelines.tome.pipeline import ToMeStableDiffusionPipeline
 
 MAX_PROMPT_CHARS = 500
+MAX_TOKEN_INDEX = 75
+"""CLIP reads 77 positions: the start token at 0, the end token at the last, word pieces in 1..75."""
+
+TokenIndices = Annotated[list[Annotated[int, Field(ge=1, le=MAX_TOKEN_INDEX)]], Field(max_length=MAX_TOKEN_INDEX)]
+TokenGroup = (Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)]
+              | tuple[TokenIndices, TokenIndices])
 
 
 class GenerateParams(Params):
     prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS, description="text prompt")
-    token_merge: bool | list[str | tuple[list[int], list[int]]] = Field(
-        True, description="ToMe: true (parse the prompt), false (plain) or explicit token groups")
+    token_merge: bool | Annotated[list[TokenGroup], Field(max_length=MAX_TOKEN_INDEX)] = Field(
+        True, description="ToMe: true (parse the prompt), false (plain) or explicit token groups: phrases of the "
+        f"prompt or (noun, attribute) word-piece positions in 1..{MAX_TOKEN_INDEX} (CLIP's window); at most one "
+        "group per position")
     num_inference_steps: int = Field(25, ge=1, le=200, description="DDIM steps")
     guidance_scale: float = Field(7.5, ge=1.0, le=30.0, description="classifier-free guidance scale (1: off)")
-    seed: int = Field(0, ge=0, description="seed of the initial noise")
+    seed: Seed = Field(0, description="seed of the initial noise")
 
 
 class GenerateSDPipeline(Pipeline):

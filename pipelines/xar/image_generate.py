@@ -7,26 +7,32 @@ The model directory holds the ``XAR`` (config.json + model.safetensors) and its 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
 import torch
 from diffusers import AutoencoderKL
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed
 from pipelines.media import Image
 from pipelines.xar.model import XAR
 from pipelines.xar.pipeline import XARPipeline
 
 MAX_IMAGES = 16
+MAX_CLASS_ID = 999
+"""The paper's models are class-conditional on ImageNet's 1000 classes; no xAR has more."""
+MAX_CLASS_NAME_CHARS = 200
 
 
 class GenerateClassParams(Params):
-    class_: int | str = Field(..., alias="class", description="class id or name (e.g. 'red circle')")
+    class_: (Annotated[int, Field(ge=0, le=MAX_CLASS_ID)]
+             | Annotated[str, StringConstraints(min_length=1, max_length=MAX_CLASS_NAME_CHARS)]) = Field(
+        ..., alias="class", description=f"class id or name (e.g. 'red circle'); ids up to {MAX_CLASS_ID} (ImageNet's "
+        "1000 classes; the model's own count is checked before compute)")
     num_images: int = Field(1, ge=1, le=MAX_IMAGES, description="images to generate")
     num_inference_steps: int = Field(25, ge=1, le=200, description="flow steps per entity")
     guidance_scale: float = Field(2.0, ge=1.0, le=20.0, description="final CFG scale (ramped; 1: off)")
-    seed: int = Field(0, ge=0, description="seed of the noise")
+    seed: Seed = Field(0, description="seed of the noise")
 
 
 class GenerateXARPipeline(Pipeline):
