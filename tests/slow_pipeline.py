@@ -27,6 +27,7 @@ HOP = 320
 class SlowEchoParams(Params):
     seconds: float = Field(1.0, ge=0.0, le=60.0)
     steps: int = Field(10, ge=1, le=1000)
+    poison: bool = Field(False, description="fail inside run, after the checks: a request that breaks its batch")
 
 
 class SlowEchoPipeline(Pipeline):
@@ -42,6 +43,8 @@ class SlowEchoPipeline(Pipeline):
         return cls(json.loads((Path(model_dir) / "config.json").read_text()).get("run_log"))
 
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
+        if any(r.params.poison for r in requests):
+            raise ValueError("poisoned request")
         seconds = max(r.params.seconds for r in requests)
         steps = max(r.params.steps for r in requests)
         for i in range(steps):

@@ -253,10 +253,14 @@ class ModelHost:
             results = pipeline.run([r for _, r in requests], progress=progress)
         except JobCancelled:
             return [{"status": "cancelled"} for _ in requests]
-        except InputError as err:
+        except Exception as err:
             if len(requests) == 1:
+                if not isinstance(err, InputError):
+                    logger.exception("job %s failed in %s", job_ids[0], type(pipeline).__name__)
                 return [failed_answer(err)]
-            # One bad request spoils a batch: run each alone so only its own job fails.
+            # A batch is never worse than its members alone: one request that breaks it (bad input, a value the
+            # model cannot take, memory) fails only its own job when each is run alone.
+            logger.warning("a batch of %d failed (%r); running each alone", len(requests), err)
             return [self._run_requests(pipeline, batch, [item])[0] for item in requests]
         answers = []
         for job_id, result in zip(job_ids, results, strict=True):

@@ -231,7 +231,10 @@ class Cluster:
         odd = [(f.id[:8], runs[jobs[f.id]], f.attempts, f.message, f.started_at, f.finished_at)
                for f in finals if runs[jobs[f.id]] != 1]
         assert ran == Counter({1: len(jobs)}), f"jobs by times run (0 = lost): {dict(ran)}; {odd}"
-        if since is not None:
-            late = [f.started_at - since for f in finals if f.started_at and f.started_at > since]
-            assert max(late, default=0) < 30, f"restarted {max(late):.1f} s after the fault"
+        late = [f.started_at - since for f in finals if since and f.started_at and f.started_at > since]
+        print(f"faults[{self.broker}]: succeeded {len(finals)}, lost {ran[0]}, ran twice "
+              f"{sum(n for times, n in ran.items() if times > 1)}, requeued "
+              f"{self.store.metrics.recovery_counts()['requeued']} so far, worst restart "
+              f"{max(late, default=0):.1f} s after the fault")
+        assert max(late, default=0) < 30, f"restarted {max(late):.1f} s after the fault"
         return finals

@@ -106,6 +106,21 @@ def test_model_host_killed_mid_batch(cluster: Cluster) -> None:
     cluster.check_once(jobs, since=time.time())
 
 
+def test_worker_and_host_killed_together(cluster: Cluster) -> None:
+    """Nobody is left who knows the running jobs: only the reaper can bring them back (the Redis broker would
+    redeliver their messages after an hour)."""
+    worker = cluster.start_worker()
+    jobs = cluster.submit(JOBS)
+    cluster.wait_running(jobs)
+    requeued = cluster.store.metrics.recovery_counts()["requeued"]
+    cluster.kill_host()
+    Cluster.kill(worker)
+    killed_at = time.time()
+    cluster.start_worker()
+    cluster.check_once(jobs, since=killed_at)
+    assert cluster.store.metrics.recovery_counts()["requeued"] > requeued
+
+
 def test_model_host_killed_twice(cluster: Cluster) -> None:
     cluster.start_worker()
     jobs = cluster.submit(JOBS)

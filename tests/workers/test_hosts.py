@@ -27,12 +27,12 @@ def test_concurrent_calls_are_batched_and_match_single_calls(service: Any, wavto
     clips = [service.artifacts.put(wav_bytes(0.3 + 0.1 * i, freq=150.0 + 40 * i), f"c{i}.wav") for i in range(6)]
     target = pipeline_target("audio.tokenize", "WavTokenizer")
 
-    def call(i: int) -> Any:
+    def call(i: int, job: str) -> Any:
         inputs = {"audio": (str(service.artifacts.path(clips[i].id)), f"c{i}.wav")}
-        return host.run.remote(f"job-{i}", target, inputs, {})
+        return host.run.remote(f"{job}-{i}", target, inputs, {})
 
-    alone = [ray.get(call(i), timeout=300) for i in range(6)]  # one at a time: batches of one
-    together = ray.get([call(i) for i in range(6)], timeout=300)
+    alone = [ray.get(call(i, "alone"), timeout=300) for i in range(6)]  # one at a time: batches of one
+    together = ray.get([call(i, "together") for i in range(6)], timeout=300)
     assert [a["batch_size"] for a in alone] == [1] * 6
     assert max(a["batch_size"] for a in together) > 1
     for a, b in zip(alone, together, strict=True):
@@ -45,8 +45,11 @@ def test_concurrent_calls_are_batched_and_match_single_calls(service: Any, wavto
         assert (codes_alone == codes_batched).mean() > 0.5
 
     bad = service.artifacts.put(b"RIFF\x00\x00\x00\x00WAVEnot really", "bad.wav")
-    mixed = ray.get([call(0), host.run.remote("job-bad", target, {"audio": (str(service.artifacts.path(bad.id)),
-                                                                           "bad.wav")}, {})], timeout=300)
+    batches = ray.get(host.info.remote())["batches"]
+    again = ray.get(call(0, "alone"), timeout=300)  # a job id it answered: the same answer, not a second run
+    assert again["outputs"] == alone[0]["outputs"] and ray.get(host.info.remote())["batches"] == batches
+    bad_inputs = {"audio": (str(service.artifacts.path(bad.id)), "bad.wav")}
+    mixed = ray.get([call(0, "mixed"), host.run.remote("job-bad", target, bad_inputs, {})], timeout=300)
     assert mixed[0]["status"] == "succeeded"
     assert mixed[1]["status"] == "failed" and "bad.wav" in mixed[1]["error"]["message"]
 
@@ -77,3 +80,21 @@ def test_least_recently_used_idle_host_is_unloaded_past_the_budget(service: Any,
     assert names == ["host:lru-1", "host:lru-2"]
     for name in names:
         ray.kill(ray.get_actor(name, namespace="test-lru"))
+
+
+def test_a_request_that_breaks_its_batch_fails_alone(service: Any, tmp_path: Path) -> None:
+    """Six good jobs and one that raises inside ``run`` reach one host together: only the poisoned one fails."""
+    from tests.slow_pipeline import write_model_dir
+
+    settings = service.settings.model_copy(update={
+        "ray_namespace": "test-poison", "batching": {"poison-echo": BatchConfig(max_batch=8, max_wait_ms=300)}})
+    host = HostPool(settings, StoreAddress.of(settings, service.redis_url)).get(
+        ModelRef("poison-echo", write_model_dir(tmp_path / "poison-echo"), MODEL_CLASS))
+    clip = service.artifacts.put(wav_bytes(0.1), "c.wav")
+    inputs = {"audio": (str(service.artifacts.path(clip.id)), "c.wav")}
+    target = pipeline_target("audio.tokenize", MODEL_CLASS)
+    params = [{"seconds": 0.2, "steps": 2, "poison": i == 3} for i in range(7)]
+    answers = ray.get([host.run.remote(f"poison-{i}", target, inputs, p) for i, p in enumerate(params)], timeout=300)
+    assert [a["status"] for a in answers] == ["succeeded"] * 3 + ["failed"] + ["succeeded"] * 3
+    assert answers[3]["error"] == {"type": "ValueError", "message": "poisoned request"}
+    assert max(a["batch_size"] for a in answers) > 1  # they did meet in one batch
