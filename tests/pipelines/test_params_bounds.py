@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from pipelines.base import SEED_MAX, InputError, Params, Pipeline
+from pipelines.base import SEED_MAX, InputError, Params
 from pipelines.registry import PIPELINES, import_pipeline
 from workers.jobspec import parse_params
 
@@ -26,10 +26,6 @@ REQUIRED = {
 """The smallest valid params of each schema with required fields."""
 
 NOT_FINITE = [math.inf, -math.inf, math.nan, 1e308, -1e308]
-
-
-def _pipeline(target: str) -> type[Pipeline]:
-    return import_pipeline(target)
 
 
 def _valid(model: type[Params]) -> dict[str, Any]:
@@ -77,7 +73,7 @@ def _numeric_fields(model: type[Params]) -> list[str]:
 
 @pytest.mark.parametrize("target", SHIPPED)
 def test_every_param_has_finite_limits_in_the_json_schema_and_a_description(target: str) -> None:
-    schema = _pipeline(target).params_model.model_json_schema()
+    schema = import_pipeline(target).params_model.model_json_schema()
     assert schema.get("additionalProperties") is False
     assert _unbounded(schema) == []
     assert [name for name, prop in schema.get("properties", {}).items() if not prop.get("description")] == []
@@ -85,7 +81,7 @@ def test_every_param_has_finite_limits_in_the_json_schema_and_a_description(targ
 
 @pytest.mark.parametrize("target", SHIPPED)
 def test_not_finite_and_huge_numbers_are_refused_naming_the_field_and_its_range(target: str) -> None:
-    pipeline = _pipeline(target)
+    pipeline = import_pipeline(target)
     base = _valid(pipeline.params_model)
     parse_params(pipeline, base)  # the base is valid: each refusal below is the bad number's doing
     for name in _numeric_fields(pipeline.params_model):
@@ -99,28 +95,28 @@ def test_not_finite_and_huge_numbers_are_refused_naming_the_field_and_its_range(
 
 @pytest.mark.parametrize("target", SHIPPED)
 def test_a_dump_validates_again_as_the_host_reads_it(target: str) -> None:
-    model = _pipeline(target).params_model
+    model = import_pipeline(target).params_model
     params = model.model_validate(_valid(model))
     assert model.model_validate(params.model_dump(mode="json")) == params
 
 
 def test_the_class_alias_round_trips_by_its_json_name() -> None:
-    xar = _pipeline(PIPELINES[("image.generate", "XAR")])
+    xar = import_pipeline(PIPELINES[("image.generate", "XAR")])
     dumped = parse_params(xar, {"class": 0, "num_inference_steps": 2}).model_dump(mode="json")
     assert dumped["class"] == 0 and "class_" not in dumped
     assert parse_params(xar, dumped).class_ == 0
 
 
 def test_the_error_names_the_field_and_what_it_allows() -> None:
-    speech = _pipeline(PIPELINES[("speech.generate", "FlowOmni")])
+    speech = import_pipeline(PIPELINES[("speech.generate", "FlowOmni")])
     with pytest.raises(InputError) as err:
         parse_params(speech, {"text": "hi", "max_seconds": math.inf})
     assert str(err.value) == ("invalid params for speech.generate: max_seconds: Input should be a finite number "
                               "(allowed: 0 < max_seconds <= 60)")
-    sd = _pipeline(PIPELINES[("image.generate", "StableDiffusionPipeline")])
+    sd = import_pipeline(PIPELINES[("image.generate", "StableDiffusionPipeline")])
     with pytest.raises(InputError, match=r"token_merge\.0\.1\.0: .*\(allowed: 1 <= token_merge\.0\.1\.0 <= 75\)"):
         parse_params(sd, {"prompt": "a red circle", "token_merge": [[[2], [90]]]})
-    gdt = _pipeline(PIPELINES[("image.generate_group", "GroupDiffusionPipeline")])
+    gdt = import_pipeline(PIPELINES[("image.generate_group", "GroupDiffusionPipeline")])
     with pytest.raises(InputError, match=r"prompts: .*\(allowed: 2 to 16 items\)"):
         parse_params(gdt, {"prompts": ["a red circle"] * 17})
     with pytest.raises(InputError, match=r"prompts\.1: .*\(allowed: 1 to 500 characters\)"):
@@ -128,7 +124,7 @@ def test_the_error_names_the_field_and_what_it_allows() -> None:
 
 
 def test_values_at_the_limits_are_accepted() -> None:
-    speech = _pipeline(PIPELINES[("speech.generate", "FlowOmni")])
+    speech = import_pipeline(PIPELINES[("speech.generate", "FlowOmni")])
     params = parse_params(speech, {"text": "hi", "max_seconds": 60.0, "seed": SEED_MAX, "temperature": 0.0})
     assert (params.max_seconds, params.seed) == (60.0, SEED_MAX)
     torch.Generator().manual_seed(SEED_MAX)  # the largest seed the schema takes, the generator takes too
