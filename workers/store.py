@@ -1,8 +1,9 @@
 """The Redis job store: one hash per job (DESIGN.md's record), with states that only move forward.
 
 This module is the job state machine; ``JobStore`` also carries the store's other pieces, each its own module
-over the same Redis and prefix: ``leases`` (workers/leases.py), ``rate`` (workers/rate_limit.py) and
-``metrics`` (workers/metrics.py); the record itself is workers/records.py.
+over the same Redis and prefix: ``leases`` (workers/leases.py), ``rate`` (workers/rate_limit.py),
+``metrics`` (workers/metrics.py) and ``event_hub`` (workers/events.py: the one subscription every event stream
+of the process shares); the record itself is workers/records.py.
 
 Every state change is one Lua script that checks the current state and writes the new one atomically, so two
 workers racing on a re-delivered job cannot both finish it, and a cancelled job never turns into a succeeded one.
@@ -21,12 +22,13 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from workers.events import EventHub
 from workers.keyspace import Keyspace
 from workers.leases import Leases
 from workers.metrics import LATENCY_BUCKETS, Metrics
@@ -93,6 +95,27 @@ redis.call('PUBLISH', KEYS[2], cjson.encode({state = 'running', progress = tonum
 return 1
 """
 
+# KEYS: job hash, jobs index, queued-per-family counters, entered-state counters, lease deadlines; with an
+#       Idempotency-Key also its key, and the hash of the job it named when the caller found that job expired.
+# ARGV: job id, created_at, dispatch deadline, idempotency ttl, that expired job's id (or ''), family, kind, then
+#       the record's field/value pairs.
+# Returns the id of the job the key names: this one if it was created, else the earlier job's (nothing written).
+# One script, so of N requests racing with one key exactly one creates its job (and enqueues it).
+_CREATE = """
+if KEYS[6] then
+  local held = redis.call('GET', KEYS[6])
+  if held and not (held == ARGV[5] and redis.call('EXISTS', KEYS[7]) == 0) then return held end
+  redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[4])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[7] .. '|queued', 1)
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+return ARGV[1]
+"""
+
+
 class IdempotencyConflict(ValueError):
     """The Idempotency-Key was already used for a different job body."""
 
@@ -126,6 +149,9 @@ class JobStore(Keyspace):
         self.job_ttl_s, self.idempotency_ttl_s = job_ttl_s, idempotency_ttl_s
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
+        self._create = client.register_script(_CREATE)
+        self.event_hub = EventHub(client, self.events_channel(""), self._read_many)
+        """The process's one subscription to job events, shared by every open stream (workers/events.py)."""
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
@@ -149,23 +175,25 @@ class JobStore(Keyspace):
         record = JobRecord(id=uuid.uuid4().hex, kind=kind, model=model, family=family, params=params,
                            inputs=inputs, priority=priority, owner=owner, idempotency_key=idempotency_key,
                            created_at=time.time(), spec_hash=spec_hash(body), target=target)
+        keys = [self.job_key(record.id), self._k("jobs"), self._k("stats", "queued"), self._k("stats", "entered"),
+                self.leases.deadlines_key]
         if idempotency_key is not None:
-            idem = self._k("idem", owner, hashlib.sha256(idempotency_key.encode()).hexdigest()[:32])
-            if not self.redis.set(idem, record.id, nx=True, ex=self.idempotency_ttl_s):
-                existing = self.get(self.redis.get(idem) or "")
-                if existing is not None:
-                    if existing.spec_hash != record.spec_hash:
-                        raise IdempotencyConflict("this Idempotency-Key was already used for a different job")
-                    return existing, False
-                self.redis.set(idem, record.id, ex=self.idempotency_ttl_s)  # the earlier job expired: start anew
-        with self.redis.pipeline() as pipe:
-            pipe.hset(self.job_key(record.id), mapping=encode_record(record))
-            pipe.zadd(self._k("jobs"), {record.id: record.created_at})
-            pipe.hincrby(self._k("stats", "queued"), family, 1)
-            pipe.hincrby(self._k("stats", "entered"), f"{kind}|queued", 1)
-            pipe.zadd(self.leases.deadlines_key, {record.id: record.created_at + self.dispatch_grace_s})
-            pipe.execute()
-        return record, True
+            keys.append(self._k("idem", owner, hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]))
+        fields = [item for pair in encode_record(record).items() for item in pair]
+        expired = ""
+        while True:  # at most twice: a retry follows only a key whose job expired, and then this job takes it
+            args = [record.id, repr(record.created_at), repr(record.created_at + self.dispatch_grace_s),
+                    self.idempotency_ttl_s, expired, family, kind, *fields]
+            held = self._create(keys=keys + ([self.job_key(expired)] if expired else []), args=args)
+            if held == record.id:
+                return record, True
+            existing = self.get(held)
+            if existing is None:
+                expired = held  # the earlier job expired: the key starts anew
+                continue
+            if existing.spec_hash != record.spec_hash:
+                raise IdempotencyConflict("this Idempotency-Key was already used for a different job")
+            return existing, False
 
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.redis.hgetall(self.job_key(job_id)) if job_id else {}
@@ -255,27 +283,21 @@ class JobStore(Keyspace):
         return bool(self._progress(keys=keys, args=[min(max(fraction, 0.0), 1.0), message]))
 
     # -- events ---------------------------------------------------------------------------------------------
-    def events(self, job_id: str, timeout_s: float = 3600.0, keepalive_s: float = 15.0) -> Iterator[dict | None]:
-        """Job snapshots as they change (progress, then the final state); None as a keep-alive tick."""
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(self.events_channel(job_id))
-        try:
-            deadline, last = time.monotonic() + timeout_s, None
-            while time.monotonic() < deadline:
-                job = self.get(job_id)
-                if job is None:
-                    return
-                snap = {"state": job.state, "progress": job.progress, "message": job.message}
-                if snap != last:
-                    last = snap
-                    yield job.model_dump(mode="json")
-                if job.finished:
-                    return
-                message = pubsub.get_message(timeout=keepalive_s)
-                if message is None:
-                    yield None
-        finally:
-            pubsub.close()
+    def events(self, job_id: str, timeout_s: float = 3600.0, keepalive_s: float = 15.0
+               ) -> Iterator[JobRecord | None]:
+        """The job's record at each change (progress, then the final state); None as a keep-alive tick."""
+        return self.event_hub.follow(job_id, timeout_s, keepalive_s)
+
+    def aevents(self, job_id: str, timeout_s: float = 3600.0, keepalive_s: float = 15.0
+                ) -> AsyncIterator[JobRecord | None]:
+        """``events`` for the event loop (the SSE route): an open stream holds no thread and no connection."""
+        return self.event_hub.afollow(job_id, timeout_s, keepalive_s)
+
+    def _read_many(self, job_ids: list[str]) -> list[JobRecord | None]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self.job_key(job_id))
+            return [decode_record(raw) if raw else None for raw in pipe.execute()]
 
     def ping(self) -> bool:
         return bool(self.redis.ping())

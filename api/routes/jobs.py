@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
@@ -64,17 +64,18 @@ def cancel_job(*, job_id: str, service: ServiceDep, owner: CallerDep) -> JobPubl
 @router.get("/{job_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 def read_job_events(*, job_id: str, service: ServiceDep, owner: CallerDep) -> StreamingResponse:
-    """Server-sent events: ``progress`` with each change of state or progress, then one ``final`` event."""
+    """Server-sent events: ``progress`` with each change of state or progress, then one ``final`` event. Streams
+    wait on the event loop and share one Redis subscription (workers/events.py), so open streams cost no thread
+    and no connection of their own."""
     _owned(service, job_id, owner)
 
-    def stream() -> Iterator[str]:
-        for snapshot in service.store.events(job_id):
-            if snapshot is None:
+    async def stream() -> AsyncIterator[str]:
+        async for job in service.store.aevents(job_id):
+            if job is None:
                 yield ": keep-alive\n\n"
                 continue
-            event = "final" if snapshot["state"] in ("succeeded", "failed", "cancelled") else "progress"
-            public = JobPublic.model_validate({k: snapshot[k] for k in JobPublic.model_fields})
-            yield f"event: {event}\ndata: {json.dumps(public.model_dump(mode='json'))}\n\n"
+            event = "final" if job.finished else "progress"
+            yield f"event: {event}\ndata: {json.dumps(JobPublic.of(job).model_dump(mode='json'))}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

