@@ -91,7 +91,7 @@ def train_flow_omni(config: FlowOmniTrainConfig, out_dir: str | Path, *, resume:
                     show_progress: bool = True, stop_at: int | None = None,
                     cache_dir: str | Path | None = None) -> FlowOmni:
     """Train (with ``resume``, continue the run in ``out_dir``) and save the model to ``out_dir``."""
-    run, config = RunDir.open(out_dir, config, resume)
+    run, config = RunDir.open(out_dir, config, resume, extendable=("steps", "task_weights", "save_dtype"))
     out = run.path
     torch.manual_seed(config.seed)
     model = FlowOmni.from_preset(config.preset, output=config.output)
