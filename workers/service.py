@@ -15,7 +15,7 @@ from typing import Any
 from kombu.exceptions import OperationalError
 
 from pipelines.base import InputError
-from workers.artifacts import Artifact, ArtifactNotFound, ArtifactStore
+from workers.artifacts import Artifact, ArtifactNotFound, ArtifactOwners, ArtifactStore
 from workers.celery_app import configure_celery, enqueue
 from workers.jobspec import JobSpec, resolve_job
 from workers.reaper import start_service_reaper
@@ -47,12 +47,40 @@ class JobService:
                                        idempotency_ttl_s=settings.idempotency_ttl_s,
                                        dispatch_grace_s=settings.job_lease_s)
         self.artifacts = ArtifactStore(settings.artifacts_root)
+        self.owners = ArtifactOwners(self.store.redis, settings.key_prefix)
         configure_celery(redis_url, settings)
         start_service_reaper(settings, redis_url)  # jobs of dead workers come back while any API lives
 
     # -- artifacts ------------------------------------------------------------------------------------------
-    def put_artifact(self, chunks: Iterable[bytes], filename: str | None) -> Artifact:
-        return self.artifacts.put_stream(chunks, filename, self.settings.max_upload_bytes)
+    def put_artifact(self, chunks: Iterable[bytes], filename: str | None, owner: str = "anonymous") -> Artifact:
+        artifact = self.artifacts.put_stream(chunks, filename, self.settings.max_upload_bytes)
+        if self.settings.api_keys:
+            self.owners.add(owner, artifact.id)
+        return artifact
+
+    def owned_artifact(self, artifact_id: str, owner: str) -> Artifact:
+        """The artifact, if ``owner`` uploaded it or got it as an output of one of its jobs; otherwise
+        ``ArtifactNotFound``, as for an id that does not exist (another key's ids are not confirmed). Without API
+        keys every caller is the one ``anonymous`` owner and owns every artifact."""
+        artifact = self.artifacts.get(artifact_id)
+        if self.settings.api_keys and not self.owners.owns(owner, artifact_id) and not self._is_output(
+                artifact_id, owner):
+            raise ArtifactNotFound(f"no artifact {artifact_id!r}")
+        return artifact
+
+    def _is_output(self, artifact_id: str, owner: str) -> bool:
+        """Look through the owner's succeeded jobs, newest first (a fresh output is found on the first page), and
+        record every output seen as owned, so each is looked for once. Hosts write outputs without knowing the
+        owner, hence the search instead of a record made when the job finished."""
+        cursor = None
+        while True:
+            jobs, cursor = self.store.list(owner=owner, state="succeeded", limit=100, cursor=cursor)
+            outputs = {a for job in jobs for a in job.outputs.values()}
+            self.owners.add(owner, *outputs)
+            if artifact_id in outputs:
+                return True
+            if cursor is None:
+                return False
 
     # -- jobs -----------------------------------------------------------------------------------------------
     def submit(self, spec: JobSpec, *, owner: str = "anonymous", idempotency_key: str | None = None,
@@ -60,7 +88,7 @@ class JobService:
         """Validate and queue one job; returns (job, created). A repeated idempotency key returns the first job."""
         resolved = resolve_job(spec, zoo_only=zoo_only)
         for name, artifact_id in spec.inputs.items():
-            self._check_input(name, artifact_id, resolved.pipeline_class.inputs[name], spec.kind)
+            self._check_input(name, artifact_id, resolved.pipeline_class.inputs[name], spec.kind, owner)
         queued = sum(self.store.metrics.queued_count().values())
         if queued >= self.settings.max_queued_jobs:
             raise QueueFull(f"{queued} jobs are queued (limit {self.settings.max_queued_jobs})",
@@ -77,9 +105,9 @@ class JobService:
                 raise ServiceUnavailable(f"the job queue is unavailable: {err}") from err
         return job, created
 
-    def _check_input(self, name: str, artifact_id: str, media_kind: str, kind: str) -> None:
+    def _check_input(self, name: str, artifact_id: str, media_kind: str, kind: str, owner: str) -> None:
         try:
-            artifact = self.artifacts.get(artifact_id)
+            artifact = self.owned_artifact(artifact_id, owner)
         except ArtifactNotFound:
             raise InputError(f"input {name!r}: no artifact {artifact_id!r} (upload it with POST /v1/artifacts)"
                              ) from None

@@ -1,4 +1,5 @@
-"""``/v1/artifacts``: upload (raw body or multipart ``file``; size-limited; media type sniffed) and download."""
+"""``/v1/artifacts``: upload (raw body or multipart ``file``; size-limited; never empty; media type sniffed) and
+download, both scoped to the caller: an artifact is its uploader's, or the owner's of the job that wrote it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import CallerDep, ServiceDep, SettingsDep
 from api.schemas import ArtifactPublic
-from pipelines.base import InputError
-from workers.artifacts import ArtifactNotFound
+from workers.artifacts import ArtifactNotFound, ArtifactTooLarge
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 
@@ -23,7 +23,7 @@ def _too_large(limit: int) -> HTTPException:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ArtifactPublic)
 async def create_artifact(*, request: Request, service: ServiceDep, settings: SettingsDep,
-                          _caller: CallerDep) -> ArtifactPublic:
+                          owner: CallerDep) -> ArtifactPublic:
     """Send the file as the raw body (``?filename=`` optional) or as a multipart form field named ``file``."""
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
@@ -36,7 +36,7 @@ async def create_artifact(*, request: Request, service: ServiceDep, settings: Se
             if not isinstance(upload, UploadFile):
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "multipart upload needs a 'file' field")
             chunks = iter(lambda: upload.file.read(_CHUNK), b"")
-            artifact = await run_in_threadpool(service.put_artifact, chunks, upload.filename)
+            artifact = await run_in_threadpool(service.put_artifact, chunks, upload.filename, owner)
         else:
             body, size = [], 0
             async for chunk in request.stream():
@@ -44,18 +44,17 @@ async def create_artifact(*, request: Request, service: ServiceDep, settings: Se
                 if size > limit:
                     raise _too_large(limit)
                 body.append(chunk)
-            if size == 0:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the upload is empty")
-            artifact = await run_in_threadpool(service.put_artifact, body, request.query_params.get("filename"))
-    except InputError as err:
+            artifact = await run_in_threadpool(service.put_artifact, body, request.query_params.get("filename"),
+                                               owner)
+    except ArtifactTooLarge as err:
         raise _too_large(limit) from err
     return ArtifactPublic.of(artifact)
 
 
 @router.get("/{artifact_id}", response_class=FileResponse)
-def read_artifact(*, artifact_id: str, service: ServiceDep, _caller: CallerDep) -> FileResponse:
+def read_artifact(*, artifact_id: str, service: ServiceDep, owner: CallerDep) -> FileResponse:
     try:
-        artifact = service.artifacts.get(artifact_id)
+        artifact = service.owned_artifact(artifact_id, owner)
         path = service.artifacts.path(artifact_id)
     except ArtifactNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"artifact {artifact_id} not found") from None

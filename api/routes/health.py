@@ -1,13 +1,14 @@
-"""``/healthz`` (the process answers), ``/readyz`` (Redis, Ray and a Celery worker reachable), ``/metrics``."""
+"""``/healthz`` (the process answers), ``/readyz`` (Redis, Ray and a Celery worker reachable), ``/metrics`` (behind
+a key once keys are set: job counts and latencies are the operator's)."""
 
 from __future__ import annotations
 
 import ray
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import ServiceDep
+from api.deps import ServiceDep, metrics_access
 from api.metrics import registry_for
 from api.schemas import Readiness
 from workers.celery_app import app as celery_app
@@ -49,6 +50,8 @@ async def read_readiness(*, service: ServiceDep, response: Response) -> Readines
     return Readiness(status="ready" if ready else "unavailable", checks=checks)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_access)],
+            responses={401: {"description": "a key is set and none was sent"},
+                       429: {"description": "too many failed authentications from this address"}})
 def read_metrics(*, service: ServiceDep) -> Response:
     return Response(generate_latest(registry_for(service.store)), media_type=CONTENT_TYPE_LATEST)

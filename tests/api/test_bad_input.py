@@ -89,3 +89,34 @@ def test_upload_multipart_and_download(http: httpx.Client) -> None:
 @pytest.mark.parametrize("artifact_id", ["0" * 64, "..%2F..%2Fetc%2Fpasswd", "abc"])
 def test_unknown_artifact_is_404(http: httpx.Client, artifact_id: str) -> None:
     assert http.get(f"/v1/artifacts/{artifact_id}").status_code == 404
+
+
+def test_empty_upload_is_422_in_every_form(http: httpx.Client) -> None:
+    for kwargs in ({"content": b""}, {"files": {"file": ("empty.wav", b"", "audio/wav")}}):
+        response = http.post("/v1/artifacts", **kwargs)
+        assert response.status_code == 422 and response.json()["detail"] == "the upload is empty", kwargs
+
+
+def test_request_body_past_the_limit_is_413(http: httpx.Client, service_settings: object) -> None:
+    limit = service_settings.max_request_bytes  # type: ignore[attr-defined]
+    params = {f"p{i}": "x" * 1000 for i in range(10_000)}  # 10 MB of params
+    response = http.post("/v1/jobs", json=_job(params=params))
+    assert response.status_code == 413 and len(response.content) < 200
+    assert response.json()["detail"] == f"the request body is larger than the limit of {limit} bytes"
+    chunked = iter([b'{"kind": "', b"x" * limit, b'"}'])  # no Content-Length: counted as it arrives
+    response = http.post("/v1/jobs", content=chunked, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert http.post("/v1/jobs", json=_job(params={"volume": "x" * (limit - 200)})).status_code == 422
+
+
+@pytest.mark.parametrize("body", [_job(params={"v" * 500_000: 1}), _job(**{"c" * 500_000: "blue"})])
+def test_error_body_is_bounded(http: httpx.Client, body: dict[str, object]) -> None:
+    response = http.post("/v1/jobs", json=body)
+    assert response.status_code == 422 and len(response.content) < 4096, response.content[:300]
+    assert "…" in response.json()["detail"]
+
+
+def test_not_found_detail_is_bounded(http: httpx.Client) -> None:
+    response = http.get(f"/v1/jobs/{'j' * 8000}")
+    assert response.status_code == 404 and len(response.content) < 4096
+    assert response.json()["detail"].startswith("job jjj") and response.json()["detail"].endswith("…")
