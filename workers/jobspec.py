@@ -60,7 +60,7 @@ def format_validation_error(err: ValidationError, schema: dict[str, Any] | None 
 
     With the params model's JSON ``schema`` (whose fields are flat: a name, then list positions and union members),
     each error names the field without pydantic's union member names and says what it allows
-    (``max_seconds: ... (allowed: 0 < max_seconds <= 60)``): the limits a client reads in ``/openapi.json``.
+    (``max_seconds: ... (allowed: 0 < max_seconds <= 60)``), read from the same schema that documents the limits.
     """
     parts = []
     for item in err.errors():
