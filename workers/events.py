@@ -166,7 +166,7 @@ class EventHub:
         self._changed.set()
 
     def _listen(self) -> None:
-        pattern = _glob_escape(self._prefix) + "*"
+        pattern, failures = _glob_escape(self._prefix) + "*", 0
         while not self._stop.is_set():
             pubsub = self._client.pubsub()
             try:
@@ -179,8 +179,11 @@ class EventHub:
                         self._mark([message["channel"][len(self._prefix):]])
                     elif message["type"] == "psubscribe":  # (re)subscribed: what was sent meanwhile is lost
                         self._mark()
+                        failures = 0
             except redis.RedisError as err:
-                logger.warning("job events: subscription lost (%s); subscribing again", err)
+                failures += 1  # one warning per outage, not one a second while Redis is down
+                logger.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                           "job events: subscription lost (%s); subscribing again every second", err)
                 self._stop.wait(1.0)
             finally:
                 pubsub.close()

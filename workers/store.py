@@ -155,9 +155,13 @@ class JobStore(Keyspace):
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
-        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
-                                      health_check_interval=30)
-        return cls(client, **kwargs)
+        """A store on its own client. The pool blocks (up to ``timeout``) instead of refusing a call past its
+        ``max_connections``: a burst of requests on the API's 512 route threads waits its turn for a connection,
+        where redis-py's default pool answered ``MaxConnectionsError`` (a 500) to the 101st (issue 25)."""
+        pool = redis.BlockingConnectionPool.from_url(url, max_connections=100, timeout=20, decode_responses=True,
+                                                     socket_timeout=10, socket_connect_timeout=5,
+                                                     health_check_interval=30)
+        return cls(redis.Redis(connection_pool=pool), **kwargs)
 
     # -- keys ---------------------------------------------------------------------------------------------
     def job_key(self, job_id: str) -> str:
