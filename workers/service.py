@@ -126,12 +126,11 @@ class JobService:
 
     def wait(self, job_id: str, timeout_s: float = 3600.0) -> JobRecord:
         """Block until the job is finished (through its event stream) and return the final record."""
-        last = None
-        for snapshot in self.store.events(job_id, timeout_s=timeout_s, keepalive_s=1.0):
-            last = snapshot if snapshot is not None else last
-        if last is None:
+        job = None  # the stream's last record is the whole record: no re-read
+        for record in self.store.events(job_id, timeout_s=timeout_s, keepalive_s=timeout_s):
+            job = record if record is not None else job
+        if job is None:
             raise LookupError(f"job {job_id} does not exist (or expired)")
-        job = JobRecord.model_validate(last)  # the stream's last snapshot is the whole record: no re-read
         if not job.finished:
             raise TimeoutError(f"job {job_id} is still {job.state} after {timeout_s:g} s")
         return job
