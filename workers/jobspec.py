@@ -26,9 +26,11 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(description="what is done, e.g. audio.tokenize")
-    model: str = Field(description="a zoo name (mediaforge models) or a local model directory")
-    inputs: dict[str, str] = Field(default_factory=dict, description="input name -> file path or artifact id")
+    kind: str = Field(max_length=100, description="what is done, e.g. audio.tokenize")
+    model: str = Field(min_length=1, max_length=4096, description="a zoo name (mediaforge models) or a local "
+                       "model directory (paths longer than a file system takes are refused here)")
+    inputs: dict[str, str] = Field(default_factory=dict, max_length=16,
+                                   description="input name -> file path or artifact id")
     params: dict[str, Any] = Field(default_factory=dict, description="the job kind's parameters")
     priority: Priority = "interactive"
 

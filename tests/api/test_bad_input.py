@@ -37,6 +37,7 @@ CASES = {
     "tokens expected": ({"kind": "audio.detokenize", "model": "wavtokenizer-tiny", "inputs": {"tokens": "AUDIO"}},
                         422, "audio/wav"),
     "bad priority": (_job(priority="urgent"), 422, "priority"),
+    "model name too long": (_job(model="m" * 500_000), 422, "model"),  # was a 500: "File name too long"
 }
 
 

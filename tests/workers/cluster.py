@@ -113,9 +113,7 @@ class Cluster:
         base = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAFORGE_")}  # defaults, not the suite's
         self.env = {**base, "MEDIAFORGE_REDIS_URL": self.redis.url, "MEDIAFORGE_MODELS_DIR": str(zoo),
                     "MEDIAFORGE_DATA_DIR": str(root / "data"), "MEDIAFORGE_RAY_NAMESPACE": self.namespace,
-                    "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-                    # Front-door limits only: the test uploads and submits faster than one client should.
-                    "MEDIAFORGE_RATE_LIMIT_PER_MINUTE": "1000000", "MEDIAFORGE_RATE_LIMIT_BURST": "100000"}
+                    "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
         if self.rabbit is not None:
             self.env["MEDIAFORGE_BROKER_URL"] = self.rabbit.url
         self.api_port = free_port()
