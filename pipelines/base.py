@@ -40,6 +40,12 @@ Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 """A job's random seed: refused at submit when the generator could not take it."""
 
 
+def names_model(*besides: str) -> dict[str, Any]:
+    """``json_schema_extra`` of a param that names another model: the service lets it name only zoo models (as
+    it does a job's ``model``), never a directory of the server's; ``besides`` are the other values it takes."""
+    return {"names_model": True, "besides": list(besides)}
+
+
 class Params(BaseModel):
     """Base of every job kind's params schema, checked at submit so that a queued job never fails on its params.
 

@@ -143,10 +143,24 @@ def resolve_job(spec: JobSpec, *, zoo_only: bool = False) -> ResolvedJob:
     pipeline = pipeline_target(spec.kind, model.model_class)
     pipeline_class = import_pipeline(pipeline)
     params = parse_params(pipeline_class, spec.params)
+    if zoo_only:
+        _check_model_params(params)
     expected, given = set(pipeline_class.inputs), set(spec.inputs)
     if expected != given:
         raise InputError(f"{spec.kind} takes inputs {sorted(expected)}; got {sorted(given)}")
     return ResolvedJob(spec, job_kind, model, pipeline_class, pipeline, params)
+
+
+def _check_model_params(params: Params) -> None:
+    """Params that name a model (``names_model``) name a zoo model in the service, like the job's ``model``."""
+    for name, field in type(params).model_fields.items():
+        extra = field.json_schema_extra
+        if not isinstance(extra, dict) or not extra.get("names_model"):
+            continue
+        value = getattr(params, name)
+        if value not in extra["besides"] and find_zoo_model(value) is None:
+            raise InputError(f"param {name}: unknown model {value!r}; the service runs zoo models "
+                             f"{sorted(m.name for m in list_models())} or {extra['besides']}")
 
 
 def _resolve_model(ref: str, zoo_only: bool) -> ModelRef:

@@ -17,7 +17,7 @@ from typing import ClassVar, Self
 import torch
 from pydantic import Field
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed, names_model
 from pipelines.flow_omni.generate import GenerationOptions, stream
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.media import Audio
@@ -38,8 +38,9 @@ MAX_PATH_CHARS = 4096
 
 class SpeechParams(Params):
     vocoder: str = Field(DEFAULT_VOCODER, min_length=1, max_length=MAX_PATH_CHARS,
-                         description=f"a mel vocoder in the zoo (or a model directory: at most {MAX_PATH_CHARS} "
-                         f"characters, Linux's PATH_MAX), or {GRIFFIN_LIM!r}")
+                         description=f"a mel vocoder in the zoo (or, run locally, a model directory: at most "
+                         f"{MAX_PATH_CHARS} characters, Linux's PATH_MAX), or {GRIFFIN_LIM!r}",
+                         json_schema_extra=names_model(GRIFFIN_LIM))
     num_inference_steps: int | None = Field(
         None, ge=1, le=MAX_FLOW_STEPS,
         description="Euler steps of the flow head per frame group (default: the model's flow_steps, 10 in the "

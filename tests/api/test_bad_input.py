@@ -37,6 +37,8 @@ CASES = {
     "tokens expected": ({"kind": "audio.detokenize", "model": "wavtokenizer-tiny", "inputs": {"tokens": "AUDIO"}},
                         422, "audio/wav"),
     "bad priority": (_job(priority="urgent"), 422, "priority"),
+    "param naming a server directory": ({"kind": "speech.generate", "model": "flow-omni-tiny",
+                                         "params": {"text": "hi", "vocoder": "/etc"}}, 422, "param vocoder"),
     "model name too long": (_job(model="m" * 500_000), 422, "model"),  # was a 500: "File name too long"
 }
 
