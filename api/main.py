@@ -54,6 +54,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        app.state.service.store.event_hub.close()  # its threads must not outlive the embedded Redis
         if runtime is not None:
             runtime.stop()
 

@@ -44,7 +44,8 @@ def _lua_buckets(buckets: tuple[float, ...]) -> str:
 
 
 # KEYS: job hash, entered-state counters, queued-per-family counters, events channel, queue-wait histogram,
-#       run-time histogram, lease deadlines (a final state takes the job off them: nobody need watch it).
+#       run-time histogram, lease deadlines (a final state takes the job off them: nobody need watch it), the
+#       prefix of the owners' artifact sets (a success gives its owner its outputs: workers/artifacts.py).
 # ARGV: new state, ttl (0 = keep), now, then n and the n allowed current states, then field/value pairs.
 # Returns {status, previous state[, kind, created_at, started_at]}: status 1 moved, 0 refused, -1 no such job,
 # 2 refused because a cancel was requested (a success must then be recorded as a cancellation).
@@ -71,6 +72,12 @@ if cur ~= 'queued' and new == 'queued' then redis.call('HINCRBY', KEYS[3], famil
 if tonumber(ARGV[2]) > 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('ZREM', KEYS[7], string.match(KEYS[1], '[^:]+$'))
+end
+if new == 'succeeded' then
+  local owner, outputs = unpack(redis.call('HMGET', KEYS[1], 'owner', 'outputs'))
+  if owner and owner ~= 'anonymous' and outputs then
+    for _, aid in pairs(cjson.decode(outputs)) do redis.call('SADD', KEYS[8] .. owner, aid) end
+  end
 end
 local snap = redis.call('HMGET', KEYS[1], 'state', 'progress', 'message')
 redis.call('PUBLISH', KEYS[4], cjson.encode({state = snap[1], progress = tonumber(snap[2]), message = snap[3]}))
@@ -239,7 +246,7 @@ class JobStore(Keyspace):
             args += [key, json.dumps(value) if key in JSON_FIELDS else value]
         keys = [self.job_key(job_id), self._k("stats", "entered"), self._k("stats", "queued"),
                 self.events_channel(job_id), self._k("hist", "queue_wait_seconds"), self._k("hist", "run_seconds"),
-                self.leases.deadlines_key]
+                self.leases.deadlines_key, self._k("owns", "")]
         status, previous, *rest = self._transition(keys=keys, args=args)
         if status != 1:
             return Transition(moved=False, previous=previous or None, cancel_won=status == 2)

@@ -55,6 +55,28 @@ def test_states_only_move_forward(store: JobStore) -> None:
     assert store.transition("missing", "running", ("queued",)).previous is None
 
 
+def test_a_success_gives_its_owner_its_outputs(store: JobStore) -> None:
+    from workers.artifacts import ArtifactOwners
+
+    owners = ArtifactOwners(store.redis, store.prefix)
+    keyed, anonymous = _new(store, owner="k1"), _new(store)
+    for job_id, output in ((keyed, "out-k1"), (anonymous, "out-anon")):
+        store.start(job_id)
+        store.finish(job_id, "succeeded", outputs={"tokens": output})
+    assert owners.owns("k1", "out-k1") and not owners.owns("k2", "out-k1")
+    assert not store.redis.exists(f"{store.prefix}:owns:anonymous")  # without keys everyone owns everything
+
+
+def test_a_late_second_answer_is_discarded_and_counted(store: JobStore) -> None:
+    job_id = _new(store)
+    store.start(job_id)
+    assert store.finish(job_id, "succeeded", outputs={"tokens": "first"}).moved
+    before = store.metrics.recovery_counts()["duplicate_results"]
+    assert not store.finish(job_id, "succeeded", outputs={"tokens": "second"}).moved
+    assert store.get(job_id).outputs == {"tokens": "first"}
+    assert store.metrics.recovery_counts()["duplicate_results"] == before + 1
+
+
 def test_racing_finishers_produce_one_result(store: JobStore) -> None:
     job_id = _new(store)
     store.start(job_id)
