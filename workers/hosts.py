@@ -10,7 +10,8 @@ running it again, and a call for a job it answered lately gets that answer again
 store that lost its last writes in a crash (Redis's ``appendfsync everysec``) re-queues such a job, and it must
 not run twice. Only paths and small dicts cross Celery and Ray; the tensors stay in the host.
 
-``HostPool`` (in each Celery worker) finds or creates hosts, asking for a GPU where the cluster has one, and
+``HostPool`` (in each Celery worker) finds or creates hosts where their model's needs can be met
+(workers/placement.py: a GPU where the model requires or prefers one, memory), and
 kills the least recently used idle hosts when the models' estimated memory passes the budget.
 """
 
@@ -36,6 +37,7 @@ from pipelines.zoo import ModelRef
 from workers.artifacts import ArtifactStore
 from workers.execute import InputFile, encode_result, prepare_request
 from workers.jobspec import parse_params
+from workers.placement import ModelNeeds, actor_options
 from workers.retry import until_reachable
 from workers.settings import BatchConfig, Settings
 from workers.store import JobError, JobStore
@@ -326,13 +328,12 @@ class HostPool:
             return ray.get_actor(name, namespace=namespace)
         except ValueError:
             pass
+        # Explicit resources are held for the actor's life (Ray's 1-CPU default would cap hosts per node).
+        options = actor_options(ModelNeeds.of(model.path), self.settings, model.name)
         self._make_room(estimate_host_bytes(model.path))
-        has_gpu = ray.cluster_resources().get("GPU", 0) >= self.settings.host_num_gpus > 0
-        logger.info("starting model host %s (gpu=%s)", name, has_gpu)
+        logger.info("starting model host %s (%s)", name, options)
         return RemoteModelHost.options(
-            name=name, namespace=namespace, lifetime="detached", get_if_exists=True, max_concurrency=1000,
-            # Explicit resources are held for the actor's life (Ray's 1-CPU default would cap hosts per node).
-            num_cpus=self.settings.host_num_cpus, num_gpus=self.settings.host_num_gpus if has_gpu else 0,
+            name=name, namespace=namespace, lifetime="detached", get_if_exists=True, max_concurrency=1000, **options,
         ).remote(model.name, str(model.path), str(self.settings.artifacts_root),
                  self.settings.batch_config(model.name).model_dump(), self.settings.device,
                  self.settings.max_audio_seconds, self.store)
