@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image as PILImage
 
 from pipelines.base import InputError
 from pipelines.media import Image
@@ -19,6 +21,29 @@ def to_model_size(pixels: torch.Tensor, size: int) -> torch.Tensor:
         return square
     resized = F.interpolate(square[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return resized[0].clamp(0.0, 1.0)  # bilinear overshoot at edges would leave [0, 1]
+
+
+def resize_and_center_crop(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> (3, size, size), as torchvision's ``Resize(size, BICUBIC)``, ``CenterCrop(size)``,
+    ``ToTensor()`` prepare an 8-bit RGB PIL image (the evaluation transform of official ImageNet code, e.g. KARL).
+
+    Those transforms resize with PIL on 8-bit pixels, so this does too: torch's antialiased bicubic on floats
+    differs from PIL by up to 6/255 on a 300 x 200 photo. The sizes follow torchvision to the pixel: the long
+    side is ``int(size * long / short)`` (truncated) and the crop offset ``int(round(excess / 2))`` (Python's
+    round half to even); rounding either way instead moves the crop by a pixel. Pixels are rounded to 8 bits
+    (exact for decoded image files, which are ``uint8 / 255``) only when a resize is needed: an image whose
+    shorter side is already ``size`` is only cropped, so a 256 x 256 PNG reaches a 256 model as ``pixel / 255``.
+    """
+    _, h, w = pixels.shape
+    x = pixels.float()
+    if min(h, w) != size:
+        new_long = int(size * max(h, w) / min(h, w))
+        new_h, new_w = (size, new_long) if h <= w else (new_long, size)
+        eight_bit = (x.clamp(0.0, 1.0) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        resized = PILImage.fromarray(eight_bit).resize((new_w, new_h), PILImage.Resampling.BICUBIC)
+        x = torch.from_numpy(np.array(resized)).permute(2, 0, 1).float() / 255
+    top, left = int(round((x.shape[1] - size) / 2)), int(round((x.shape[2] - size) / 2))
+    return x[:, top : top + size, left : left + size]
 
 
 def check_rgb_image(value: object, kind: str) -> None:
