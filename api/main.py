@@ -22,7 +22,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.routes import artifacts, health, jobs, models
+from api.routes import artifacts, dashboard, health, jobs, models
+from api.routes import workers as worker_status
 from pipelines.base import InputError
 from workers.embedded import EmbeddedRuntime
 from workers.service import JobService, QueueFull, ServiceUnavailable
@@ -112,10 +113,13 @@ class BodyLimit:
 
 def create_app(service: JobService | None = None) -> FastAPI:
     app = FastAPI(title="mediaforge", version="0.1.0", lifespan=_lifespan,
-                  description="Generative media jobs: tokenize, detokenize, generate.")
+                  description="Generative media jobs: tokenize, detokenize, generate.",
+                  docs_url=None)  # api/routes/dashboard.py serves /docs with Swagger UI's files from the package
     app.state.service = service
-    for router in (jobs.router, artifacts.router, models.router, health.router):
+    for router in (jobs.router, artifacts.router, models.router, worker_status.router, health.router,
+                   dashboard.router):
         app.include_router(router)
+    dashboard.mount_static(app)
     app.add_middleware(BodyLimit)
 
     @app.exception_handler(StarletteHTTPException)
