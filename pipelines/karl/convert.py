@@ -2,10 +2,11 @@
 
 The official ``save_model`` writes ``{"model", "ema", "epoch", "args", ...}``; the demo loads ``ema``, so EMA is
 preferred. ``args`` is a pickled ``argparse.Namespace``: it is the only class allowed to the unpickler
-(``torch.load`` stays ``weights_only``, so nothing else in the file can run code). Module names of
-``KARLOfficial`` are the official ones; the sizes and the base tokenizer are read from tensor shapes, and the
-weights load strictly. Keys of training-only modules (``gan_losses.*``: LPIPS / discriminator) are dropped by
-name; any other missing, unexpected or mis-shaped key is an error that names it.
+(``torch.load`` stays ``weights_only``, so nothing else in the file can run code; a file that pickles anything
+else is refused, naming the class). Module names of ``KARLOfficial`` are the official ones; the sizes and the
+base tokenizer are read from tensor shapes, and the weights load strictly. Keys of training-only modules
+(``gan_losses.*``: LPIPS / discriminator) are dropped by name; any other missing, unexpected or mis-shaped key is
+an error that names it.
 
 Two sizes are not in the shapes and come from ``args``: the image side (``args.input_size``; the positional
 tables are resampled to any grid) and the attention heads (those of the official constructor ``args.model``
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import re
 from pathlib import Path
 
@@ -35,8 +37,16 @@ FROM_ARGS = {"input_size": "the image side", "model": "the official model, which
 
 def read_official_checkpoint(path: str | Path, use_ema: bool = True) -> tuple[dict[str, torch.Tensor], object]:
     """(state dict, args or None) of an official ``.pth``: ``ema`` when present (default), else ``model``."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message says which global was refused, after its generic advice to load with weights_only=False.
+        refused = str(err).rpartition("WeightsUnpickler error:")[2].strip().split(". ")[0]
+        raise ValueError(f"{path} pickles more than tensors and the argparse.Namespace of its args, which is all "
+                         f"the converter unpickles (so nothing in the file can run code): {refused}") from err
+    except RuntimeError as err:  # not a torch zip archive: a truncated download, another format
+        raise ValueError(f"{path} is not a readable torch checkpoint ({err})") from err
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
     order = ["ema", "model"] if use_ema else ["model"]

@@ -4,6 +4,7 @@ keys."""
 from __future__ import annotations
 
 import argparse
+import pathlib
 import re
 
 import pytest
@@ -107,3 +108,18 @@ def test_a_width_the_heads_do_not_divide_is_refused() -> None:
     state = KARLOfficial.from_preset("tiny", width=68, num_heads=4).state_dict()
     with pytest.raises(ValueError, match="width 68 .* 8 heads of 'karl_small'"):
         infer_config(state, official_args())
+
+
+def test_pickled_objects_other_than_the_args_namespace_are_refused_by_name(tmp_path) -> None:
+    args = official_args()
+    args.output_dir = pathlib.PosixPath("/runs/karl")  # not unpickled: it could be any class, running any code
+    result, out = convert(tmp_path, {"ema": official_state(0), "args": args})
+    assert result.exit_code == 2 and "pathlib.PosixPath" in result.output and "argparse.Namespace" in result.output
+    assert not out.exists()
+
+
+def test_a_truncated_checkpoint_is_a_caller_error(tmp_path) -> None:
+    torch.save({"ema": official_state(0), "args": official_args()}, tmp_path / "ckpt.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "ckpt.pth").read_bytes()[:1000])
+    result = CliRunner().invoke(app, ["convert", "karl", str(tmp_path / "cut.pth"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "not a readable torch checkpoint" in result.output
