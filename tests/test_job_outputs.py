@@ -7,11 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.job_outputs import HASHES, JOBS, run_all
+from tests.job_outputs import HASHES, JOBS, PINNED_ENV, run_pinned, unpinnable_reason
 
 
-def test_every_job_gives_its_recorded_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MEDIAFORGE_MODELS_DIR", raising=False)  # the service fixtures' zoo has a random wavtokenizer
+def test_every_job_gives_its_recorded_outputs(tmp_path: Path) -> None:
+    if reason := unpinnable_reason():
+        pytest.skip(f"the recorded hashes need the pinned x86-64 kernels: {reason}")
     expected = json.loads(HASHES.read_text())
     assert sorted(expected) == sorted(JOBS)
-    assert run_all(tmp_path) == expected
+    assert run_pinned(tmp_path) == expected
+
+
+def test_the_pins_reach_the_job_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the pins the run refuses, so a lost variable shows as itself, not as 7 changed hashes."""
+    if reason := unpinnable_reason():
+        pytest.skip(reason)
+    monkeypatch.setitem(PINNED_ENV, "ATEN_CPU_CAPABILITY", "default")
+    with pytest.raises(RuntimeError, match="DEFAULT kernels, not the pinned AVX2"):
+        run_pinned(tmp_path)
