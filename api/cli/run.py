@@ -1,4 +1,9 @@
-"""``mediaforge run KIND --model M [-p key=value]... INPUT... -o OUTDIR``: one job, in this process."""
+"""``mediaforge run KIND --model M [-p key=value]... INPUT... -o OUTDIR``: one job, in this process.
+
+``mediaforge run --workflow FILE.json -o OUTDIR``: a workflow (workers/workflows.py; input paths relative to the
+file), checked whole before any step runs, its steps run here one after another in dependency order, each
+step's outputs in ``OUTDIR/<step>/`` (a step reads its producers' files from there).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.cli.errors import fail
-from pipelines.base import InputError
+from pipelines.base import InputError, ProgressCallback
 from pipelines.registry import get_pipeline_class
 from pipelines.zoo import resolve_model
 from workers.execute import run_spec_locally
-from workers.jobspec import JobSpec
+from workers.jobspec import JobSpec, format_validation_error
+from workers.workflows import WorkflowSpec, check_workflow
 
 console = Console(stderr=True)
 
@@ -46,17 +53,49 @@ def assign_inputs(input_names: list[str], given: list[str]) -> dict[str, str]:
     return {**named, **dict(zip(free, positional, strict=True))}
 
 
+def run_workflow(path: Path, outdir: Path, device: str = "cpu", max_audio_seconds: float = 600.0,
+                 progress: ProgressCallback | None = None) -> dict[str, list[Path]]:
+    """Check the workflow in ``path`` whole, then run its steps in order; returns step -> files written."""
+    try:
+        spec = WorkflowSpec.model_validate_json(path.read_text())
+    except ValidationError as err:
+        raise InputError(f"{path}: invalid workflow: {format_validation_error(err)}") from None
+    checked = check_workflow(spec, zoo_only=False)
+    written: dict[str, list[Path]] = {}
+    for name in checked.order:
+        step = checked.steps[name].spec
+        inputs = {field: str((path.parent / file).expanduser()) for field, file in step.files().items()}
+        for field, ref in step.needs().items():
+            produced = {p.stem: p for p in written[ref.step]}
+            if ref.output not in produced:
+                raise InputError(f"step {name!r} inputs.{field}: step {ref.step!r} wrote no output {ref.output!r}")
+            inputs[field] = str(produced[ref.output])
+        step_progress = None if progress is None else (lambda f, m, n=name: progress(f, f"{n}: {m}"))
+        written[name] = run_spec_locally(step.job(inputs), outdir / name, device=device,
+                                         max_audio_seconds=max_audio_seconds, progress=step_progress)
+    return written
+
+
 def run_command(
-    kind: Annotated[str, typer.Argument(help="job kind, e.g. audio.tokenize")],
-    model: Annotated[str, typer.Option("--model", "-m", help="zoo name or model directory")],
     outdir: Annotated[Path, typer.Option("--output", "-o", help="directory for the outputs")],
+    kind: Annotated[str | None, typer.Argument(help="job kind, e.g. audio.tokenize")] = None,
     inputs: Annotated[list[str] | None, typer.Argument(help="input files in the kind's order (or name=path); "
                                                              "none for generation kinds")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="zoo name or model directory")] = None,
     params: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (JSON values)")] = None,
+    workflow: Annotated[Path | None, typer.Option(help="a workflow JSON file instead of KIND", exists=True,
+                                                  dir_okay=False)] = None,
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
     max_audio_seconds: Annotated[float, typer.Option(help="refuse longer audio inputs")] = 600.0,
 ) -> None:
-    """Run one job in this process and write its outputs into OUTDIR."""
+    """Run one job (KIND --model M) or a workflow (--workflow FILE.json) in this process; outputs into OUTDIR."""
+    if workflow is not None:
+        if kind is not None or model is not None or params:
+            raise fail("--workflow takes no KIND, --model or --param: the workflow file names them per step")
+        _run_workflow_command(workflow, outdir, device, max_audio_seconds)
+        return
+    if kind is None or model is None:
+        raise fail("give KIND and --model (or --workflow FILE.json)")
     try:
         ref = resolve_model(model)
         pipeline_class = get_pipeline_class(kind, ref.model_class)
@@ -71,3 +110,17 @@ def run_command(
         raise fail(str(err)) from None
     for path in written:
         typer.echo(str(path))
+
+
+def _run_workflow_command(path: Path, outdir: Path, device: str, max_audio_seconds: float) -> None:
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task(path.name, total=1.0)
+            written = run_workflow(path, outdir, device, max_audio_seconds,
+                                   progress=lambda frac, msg: bar.update(task, completed=frac, description=msg))
+    except (InputError, FileNotFoundError) as err:
+        raise fail(str(err)) from None
+    for paths in written.values():
+        for file in paths:
+            typer.echo(str(file))
