@@ -30,8 +30,8 @@ def resize_and_center_crop(pixels: torch.Tensor, size: int) -> torch.Tensor:
     Those transforms resize with PIL on 8-bit pixels, so this does too: torch's antialiased bicubic on floats
     differs from PIL by up to 6/255 on a noisy 300 x 200 image. The sizes follow torchvision to the pixel: the
     long side is ``int(size * long / short)`` (truncated) and the crop offset ``int(round(excess / 2))`` (Python's
-    round half to even); rounding the long side, or the offset half up, shifts the crop by a pixel on some sizes
-    (1024 x 683, 256 x 259), which moves values by up to 141/255. Pixels are rounded to 8 bits
+    round half to even). Rounding the long side instead rescales 1024 x 683 (values move by up to 57/255), and
+    flooring the offset shifts the crop of 256 x 259 by a pixel (up to 141/255). Pixels are rounded to 8 bits
     (exact for decoded image files, which are ``uint8 / 255``) only when a resize is needed: an image whose
     shorter side is already ``size`` is only cropped, so a 256 x 256 PNG reaches a 256 model as ``pixel / 255``.
     """
