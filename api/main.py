@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.routes import artifacts, dashboard, health, jobs, models
 from api.routes import workers as worker_status
+from api.routes.workflows import router as workflows_router
 from pipelines.base import InputError
 from workers.embedded import EmbeddedRuntime
 from workers.service import JobService, QueueFull, ServiceUnavailable
@@ -119,6 +120,7 @@ def create_app(service: JobService | None = None) -> FastAPI:
     for router in (jobs.router, artifacts.router, models.router, worker_status.router, health.router,
                    dashboard.router):
         app.include_router(router)
+    app.include_router(workflows_router)
     dashboard.mount_static(app)
     app.add_middleware(BodyLimit)
 
