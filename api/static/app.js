@@ -1,4 +1,5 @@
-// The dashboard's router: #/jobs, #/jobs/<id>, #/submit[/<kind>][?from=<job id>], #/models, #/workers.
+// The dashboard's router: #/jobs, #/jobs/<id>, #/submit[/<kind>][?from=<job id>|model=..&<input>=<artifact>],
+// #/models, #/workers.
 // Each view renders into <main> and gets an AbortSignal that fires when the user leaves it (open event streams
 // and downloads stop with it).
 
@@ -11,7 +12,7 @@ import { renderSubmit } from "./submit.js";
 
 const routes = [
   [/^#\/jobs\/([0-9a-f]+)$/, (view, signal, m) => renderJob(view, signal, m[1])],
-  [/^#\/submit(?:\/([\w.]+))?$/, (view, signal, m, query) => renderSubmit(view, signal, m[1], query.get("from"))],
+  [/^#\/submit(?:\/([\w.]+))?$/, (view, signal, m, query) => renderSubmit(view, signal, m[1], query)],
   [/^#\/models$/, (view, signal) => renderModels(view, signal)],
   [/^#\/workers$/, (view, signal) => renderWorkers(view, signal)],
   [/^#\/jobs$/, (view, signal, m, query) => renderJobs(view, signal, query)],

@@ -23,7 +23,7 @@ function tokenSummary(buffer, imageTokens) {
 }
 
 /** A card for one artifact: its preview by media type and a download link. */
-async function artifactCard(name, id, job, signal) {
+async function artifactCard(name, id, job, signal, output = false) {
   const card = h("div", { class: "card", "data-artifact": name }, h("strong", {}, name), " ",
     h("code", { class: "muted" }, id.slice(0, 12)));
   try {
@@ -35,6 +35,11 @@ async function artifactCard(name, id, job, signal) {
     else if (type.startsWith("audio/")) card.append(h("div", {}, h("audio", { src: url, controls: true, preload: "metadata" })));
     else if (type === "application/x-safetensors") {
       card.append(tokenSummary(await blob.arrayBuffer(), job.kind.startsWith("image.")));
+      const family = job.kind.split(".")[0];
+      if (output) {
+        card.append(h("div", {}, h("a", { href: `#/submit/${family}.detokenize?model=${encodeURIComponent(job.model)}`
+          + `&${encodeURIComponent(name)}=${id}`, class: "detokenize" }, "detokenize these tokens")));
+      }
     } else if (type.startsWith("text/")) card.append(h("pre", {}, (await blob.text()).slice(0, 4000)));
     card.append(h("div", {}, h("a", { href: url, download: `${name}-${id.slice(0, 8)}` }, "download")));
   } catch (err) {
@@ -87,7 +92,7 @@ export async function renderJob(view, signal, id) {
     JSON.stringify(job.params, null, 2)), files);
   const renderFiles = async () => {
     const inputs = await Promise.all(Object.entries(job.inputs).map(([n, a]) => artifactCard(n, a, job, signal)));
-    const outputs = await Promise.all(Object.entries(job.outputs).map(([n, a]) => artifactCard(n, a, job, signal)));
+    const outputs = await Promise.all(Object.entries(job.outputs).map(([n, a]) => artifactCard(n, a, job, signal, true)));
     files.replaceChildren(h("h2", {}, "Inputs"), h("div", { class: "grid", id: "inputs" }, inputs),
       h("h2", {}, "Outputs"), h("div", { class: "grid", id: "outputs" },
         outputs.length ? outputs : h("p", { class: "muted" }, FINISHED.has(job.state) ? "none" : "not yet")));

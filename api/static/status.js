@@ -52,7 +52,7 @@ export async function renderWorkers(view, signal) {
   while (!signal.aborted) {
     const status = await getJSON("/v1/workers", { signal });
     const finished = status.minutes.reduce((n, m) => n + m.finished, 0);
-    view.replaceChildren(h("h1", {}, "Workers and queues"),
+    view.replaceChildren(...[h("h1", {}, "Workers and queues"),
       table("workers", ["worker", "queues", "active", "processed", "concurrency", "pid", "uptime", "last heartbeat"],
         status.workers.map((w) => [w.name, w.queues.join(", "), String(w.active), String(w.processed),
           String(w.concurrency ?? ""), String(w.pid ?? ""), duration(w.uptime_s), localTime(w.heartbeat_at)])),
@@ -60,7 +60,7 @@ export async function renderWorkers(view, signal) {
       h("h2", {}, "Queues"), table("queues", ["family", "queued jobs"], status.queues.map((q) => [q.family, String(q.depth)])),
       h("h2", {}, `Last hour: ${finished} jobs finished`), chart(status.minutes),
       h("h2", {}, "Run time by kind (all time)"), table("run-totals", ["kind", "runs", "mean run time"],
-        status.run_totals.map((k) => [k.kind, String(k.runs), duration(k.mean_run_seconds)])));
+        status.run_totals.map((k) => [k.kind, String(k.runs), duration(k.mean_run_seconds)]))].filter(Boolean));
     await new Promise((resolve) => { setTimeout(resolve, REFRESH_MS); });
   }
 }

@@ -31,6 +31,7 @@ function readParam(input, schema) {
   if (input.type === "checkbox") return input.checked;
   const text = input.value.trim();
   for (const type of typesOf(schema)) {
+    if (type === "boolean" && /^(true|false)$/.test(text)) return text === "true";
     if (type === "integer" && /^-?\d+$/.test(text)) return Number(text);
     if (type === "number" && text !== "" && !Number.isNaN(Number(text))) return Number(text);
     if ((type === "array" || type === "object") && /^[[{]/.test(text)) return JSON.parse(text);
@@ -66,9 +67,39 @@ function showErrors(form, detail, kind) {
   form.querySelector("#form-error").textContent = general.join("; ");
 }
 
-export async function renderSubmit(view, signal, kindName, fromId) {
+/** The params fields of one model's schema; what `given` holds beyond them goes to the JSON box. */
+function paramsSection(schema, given) {
+  const properties = schema.properties || {};
+  const required = new Set(schema.required || []);
+  const rest = { ...given };
+  const fields = Object.entries(properties).map(([name, property]) => {
+    const value = name in rest ? rest[name] : property.default;
+    delete rest[name];
+    return field(name, `${property.title || name}${required.has(name) ? " *" : ""}`,
+      paramInput(name, property, value), limits(property));
+  });
+  const node = h("div", { id: "params" }, fields, field("extra", "other params (JSON)",
+    h("textarea", { name: "extra", rows: 2 }, Object.keys(rest).length ? JSON.stringify(rest) : "")));
+  return { node, properties, required };
+}
+
+/** The params to send: required ones, those changed from their default, and those the copied job had. */
+function readParams(form, section, copied) {
+  const params = form.elements.extra.value.trim() ? JSON.parse(form.elements.extra.value) : {};
+  for (const [name, schema] of Object.entries(section.properties)) {
+    const value = readParam(form.elements[name], schema);
+    const unset = schema.default ?? (typeof value === "boolean" ? false : "");
+    if (section.required.has(name) || name in copied || JSON.stringify(value) !== JSON.stringify(unset)) {
+      params[name] = value;
+    }
+  }
+  return params;
+}
+
+/** ``query``: ``from=<job id>`` copies a job; ``model=`` and ``<input name>=<artifact id>`` preset those. */
+export async function renderSubmit(view, signal, kindName, query) {
   const kinds = await listKinds(signal);
-  const from = fromId ? await getJSON(`/v1/jobs/${fromId}`, { signal }) : null;
+  const from = query.get("from") ? await getJSON(`/v1/jobs/${query.get("from")}`, { signal }) : null;
   kindName = kindName || from?.kind || kinds[0]?.kind;
   const kind = kinds.find((k) => k.kind === kindName);
   view.append(h("h1", {}, "Submit a job"), h("div", { class: "toolbar" },
@@ -79,24 +110,24 @@ export async function renderSubmit(view, signal, kindName, fromId) {
     view.append(h("p", { class: "error" }, kinds.length ? `unknown job kind ${kindName}` : "the service lists no job kinds"));
     return;
   }
-  const properties = kind.params_schema.properties || {};
-  const required = new Set(kind.params_schema.required || []);
-  const given = { ...(from?.params || {}) };
+  const copied = from?.params || {};
+  const schemaOf = (model) => kind.params_schema_by_model?.[model] || kind.params_schema;
   const models = [...new Set([...(kind.models || []), ...(from ? [from.model] : [])])];
+  const model = from?.model || (models.includes(query.get("model")) ? query.get("model") : models[0]);
+  const reused = (name) => query.get(name) || from?.inputs[name];
+  let section = paramsSection(schemaOf(model), copied);
+  const onModel = (e) => {
+    const next = paramsSection(schemaOf(e.target.value), copied);
+    section.node.replaceWith(next.node);
+    section = next;
+  };
   const form = h("form", { id: "submit-form", novalidate: true },
-    field("model", "model", h("select", { name: "model" },
-      models.map((m) => h("option", { value: m, selected: m === from?.model }, m)))),
+    field("model", "model", h("select", { name: "model", onchange: onModel },
+      models.map((m) => h("option", { value: m, selected: m === model }, m)))),
     Object.entries(kind.inputs).map(([name, media]) => field(`input:${name}`, `${name} (${media})`,
       h("input", { type: "file", name: `input:${name}`, accept: ACCEPT[media] || "" }),
-      from?.inputs[name] ? `or leave empty to reuse artifact ${from.inputs[name]}` : null)),
-    Object.entries(properties).map(([name, schema]) => {
-      const value = name in given ? given[name] : schema.default;
-      delete given[name];
-      return field(name, `${schema.title || name}${required.has(name) ? " *" : ""}`, paramInput(name, schema, value),
-        limits(schema));
-    }),
-    field("extra", "other params (JSON)", h("textarea", { name: "extra", rows: 2 },
-      Object.keys(given).length ? JSON.stringify(given) : "")),
+      reused(name) ? `or leave empty to use artifact ${reused(name)}` : null)),
+    section.node,
     h("p", { class: "error", id: "form-error" }),
     h("button", { type: "submit" }, "Submit"));
   form.addEventListener("submit", async (event) => {
@@ -105,17 +136,12 @@ export async function renderSubmit(view, signal, kindName, fromId) {
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const params = form.elements.extra.value.trim() ? JSON.parse(form.elements.extra.value) : {};
-      for (const [name, schema] of Object.entries(properties)) {
-        const value = readParam(form.elements[name], schema);
-        const changed = JSON.stringify(value) !== JSON.stringify(schema.default ?? (typeof value === "boolean" ? false : ""));
-        if (required.has(name) || changed || (from && name in from.params)) params[name] = value;
-      }
+      const params = readParams(form, section, copied);
       const inputs = {};
       for (const name of Object.keys(kind.inputs)) {
         const file = form.elements[`input:${name}`].files[0];
         if (file) inputs[name] = (await upload(file)).id;
-        else if (from?.inputs[name]) inputs[name] = from.inputs[name];
+        else if (reused(name)) inputs[name] = reused(name);
       }
       const job = await postJSON("/v1/jobs", { kind: kind.kind, model: form.elements.model.value, params, inputs });
       location.hash = `#/jobs/${job.id}`;
