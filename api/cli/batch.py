@@ -1,7 +1,9 @@
 """``mediaforge batch JOBS.jsonl -o OUTDIR [--server URL] [--concurrency N]``: many jobs, resumable.
 
-Each line of JOBS.jsonl is a job (DESIGN.md "The job"; input paths relative to the file). Outputs go to
-``OUTDIR/<line number>/<output file>``; ``OUTDIR/results.jsonl`` gets one line per job. A second run skips the
+Each line of JOBS.jsonl is a job (DESIGN.md "The job"; input paths relative to the file) or a workflow
+(``{"steps": ...}``, workers/workflows.py). Outputs go to ``OUTDIR/<line number>/<output file>`` (a workflow's:
+its final steps' outputs, ``OUTDIR/<line number>/<step>/<output file>``, named ``step.output`` in the results);
+``OUTDIR/results.jsonl`` gets one line per job. A second run skips the
 lines whose job already succeeded with its outputs on disk, and re-submits with the same idempotency keys, so a
 server that still holds a job from an interrupted run answers with it instead of running it again.
 """
@@ -12,10 +14,11 @@ import hashlib
 import json
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from pydantic import ValidationError
@@ -24,9 +27,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.cli.errors import FAILURE
-from api.client import ClientError, MediaforgeClient
+from api.client import TERMINAL, ClientError, MediaforgeClient
 from pipelines.base import InputError
 from workers.jobspec import JobSpec, format_validation_error
+from workers.workflows import WorkflowSpec
+
+if TYPE_CHECKING:
+    from workers.dependencies import WorkflowRunner
 
 console = Console(stderr=True)
 RESULTS = "results.jsonl"
@@ -39,6 +46,26 @@ class Backend(Protocol):
     def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]: ...
     def wait(self, job_id: str, timeout_s: float = 3600.0) -> dict[str, Any]: ...
     def download(self, artifact_id: str, directory: Path) -> Path: ...
+    def submit_workflow(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]: ...
+    def wait_workflow(self, workflow_id: str, timeout_s: float = 3600.0) -> dict[str, Any]: ...
+
+
+class BatchClient(MediaforgeClient):
+    """The REST client with the workflow calls a batch makes."""
+
+    def submit_workflow(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._request("POST", "/v1/workflows", json=spec, headers=headers).json()
+
+    def wait_workflow(self, workflow_id: str, timeout_s: float = 3600.0, poll_s: float = 0.5) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            workflow = self._request("GET", f"/v1/workflows/{workflow_id}").json()
+            if workflow["state"] in TERMINAL:
+                return workflow
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workflow {workflow_id} did not finish within {timeout_s:g} s")
+            time.sleep(poll_s)
 
 
 class LocalBackend:
@@ -46,6 +73,32 @@ class LocalBackend:
 
     def __init__(self, service: Any) -> None:
         self.service = service
+        self._workflows: WorkflowRunner | None = None
+
+    @property
+    def workflows(self) -> WorkflowRunner:
+        """Made at the first workflow line (its thread advances the workflows); imported late, as the service."""
+        from workers.dependencies import WorkflowRunner
+
+        if self._workflows is None:
+            self._workflows = WorkflowRunner(self.service)
+        return self._workflows
+
+    def close(self) -> None:
+        if self._workflows is not None:
+            self._workflows.close()
+
+    def submit_workflow(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        from api.routes.workflows import WorkflowPublic
+
+        view, _ = self.workflows.submit(WorkflowSpec.model_validate(spec), idempotency_key=idempotency_key,
+                                        zoo_only=False)
+        return WorkflowPublic.of(view).model_dump(mode="json")
+
+    def wait_workflow(self, workflow_id: str, timeout_s: float = 3600.0) -> dict[str, Any]:
+        from api.routes.workflows import WorkflowPublic
+
+        return WorkflowPublic.of(self.workflows.wait(workflow_id, timeout_s)).model_dump(mode="json")
 
     def upload(self, path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
@@ -98,21 +151,32 @@ def read_done(outdir: Path) -> dict[int, LineResult]:
     return done
 
 
+def _upload_inputs(backend: Backend, base: Path, files: dict[str, str], where: str = "") -> dict[str, str]:
+    """Input name -> the uploaded artifact's id, for file paths relative to ``base``."""
+    inputs = {}
+    for name, raw in files.items():
+        path = (base / raw).expanduser()
+        if not path.is_file():
+            raise InputError(f"{where}input {name!r}: file {path} does not exist")
+        inputs[name] = backend.upload(path)["id"]
+    return inputs
+
+
+def _line_key(outdir: Path, line: int, text: str) -> str:
+    """The line's Idempotency-Key: a rerun of the same line into the same OUTDIR replays its job."""
+    return hashlib.sha256(f"{outdir.resolve()}|{line}|{text}".encode()).hexdigest()
+
+
 def run_line(backend: Backend, line: int, text: str, base: Path, outdir: Path, timeout_s: float) -> LineResult:
+    if _is_workflow(text):
+        return run_workflow_line(backend, line, text, base, outdir, timeout_s)
     try:
         spec = JobSpec.model_validate_json(text)
     except ValidationError as err:
         return LineResult(line, "failed", error=f"invalid job: {format_validation_error(err)}")
     try:
-        inputs = {}
-        for name, raw in spec.inputs.items():
-            path = (base / raw).expanduser()
-            if not path.is_file():
-                raise InputError(f"input {name!r}: file {path} does not exist")
-            inputs[name] = backend.upload(path)["id"]
-        body = spec.model_copy(update={"inputs": inputs}).model_dump(mode="json")
-        key = hashlib.sha256(f"{outdir.resolve()}|{line}|{text}".encode()).hexdigest()
-        job = backend.wait(backend.submit(body, idempotency_key=key)["id"], timeout_s)
+        body = spec.model_copy(update={"inputs": _upload_inputs(backend, base, spec.inputs)}).model_dump(mode="json")
+        job = backend.wait(backend.submit(body, idempotency_key=_line_key(outdir, line, text))["id"], timeout_s)
     except (InputError, ClientError, TimeoutError, LookupError) as err:
         return LineResult(line, "failed", error=str(err))
     if job["state"] != "succeeded":
@@ -122,6 +186,35 @@ def run_line(backend: Backend, line: int, text: str, base: Path, outdir: Path, t
     outputs = {name: str(backend.download(artifact_id, outdir / f"{line:06d}").relative_to(outdir))
                for name, artifact_id in job["outputs"].items()}
     return LineResult(line, "succeeded", job["id"], outputs)
+
+
+def _is_workflow(text: str) -> bool:
+    try:
+        return isinstance(document := json.loads(text), dict) and "steps" in document
+    except ValueError:
+        return False
+
+
+def run_workflow_line(backend: Backend, line: int, text: str, base: Path, outdir: Path,
+                      timeout_s: float) -> LineResult:
+    """A workflow line: its files uploaded, the workflow run by the service, its final steps' outputs fetched."""
+    try:
+        spec = WorkflowSpec.model_validate_json(text)
+    except ValidationError as err:
+        return LineResult(line, "failed", error=f"invalid workflow: {format_validation_error(err)}")
+    try:
+        steps = {name: step.model_copy(update={"inputs": {**step.inputs, **_upload_inputs(
+                    backend, base, step.files(), f"step {name!r} ")}}) for name, step in spec.steps.items()}
+        body = WorkflowSpec(steps=steps).model_dump(mode="json", by_alias=True)
+        submitted = backend.submit_workflow(body, idempotency_key=_line_key(outdir, line, text))
+        workflow = backend.wait_workflow(submitted["id"], timeout_s)
+    except (InputError, ClientError, TimeoutError, LookupError) as err:
+        return LineResult(line, "failed", error=str(err))
+    if workflow["state"] != "succeeded":
+        return LineResult(line, workflow["state"], workflow["id"], error=workflow.get("error") or workflow["state"])
+    outputs = {f"{step}.{name}": str(backend.download(artifact_id, outdir / f"{line:06d}" / step).relative_to(outdir))
+               for step, files in workflow["outputs"].items() for name, artifact_id in files.items()}
+    return LineResult(line, "succeeded", workflow["id"], outputs)
 
 
 def run_batch(backend: Backend, jobs_file: Path, outdir: Path, concurrency: int, timeout_s: float,
@@ -173,7 +266,7 @@ def batch_command(
     unreadable JOBS_FILE exits 2 before any job runs)."""
     skipped = len(read_done(outdir))
     if server:
-        client = MediaforgeClient(server, api_key=api_key)
+        client = BatchClient(server, api_key=api_key)
         try:
             results = run_batch(client, jobs_file, outdir, concurrency, timeout)
         finally:
@@ -196,8 +289,10 @@ def _run_embedded(jobs_file: Path, outdir: Path, concurrency: int, timeout: floa
     settings = get_settings()
     runtime = EmbeddedRuntime(settings) if settings.embedded else None
     redis_url = runtime.start() if runtime else settings.redis_url
+    backend = LocalBackend(JobService(settings, redis_url))
     try:
-        return run_batch(LocalBackend(JobService(settings, redis_url)), jobs_file, outdir, concurrency, timeout)
+        return run_batch(backend, jobs_file, outdir, concurrency, timeout)
     finally:
+        backend.close()
         if runtime is not None:
             runtime.stop()
