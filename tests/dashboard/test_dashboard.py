@@ -3,6 +3,7 @@ upload, live table, previews, cancel, keys), and the README's screenshots render
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.dashboard.conftest import API_KEY, Console, open_page
 from tests.service_fixtures import submit, wait_for, wav_bytes
@@ -221,3 +223,36 @@ def test_screenshots_of_the_jobs_page_and_a_job_page(page: tuple[Any, Console], 
         DOCS.mkdir(exist_ok=True)
         for name, shot in shots.items():
             shutil.copyfile(shot, DOCS / name)
+
+
+def test_image_tokens_get_a_token_map(page: tuple[Any, Console], dashboard_url: str, api: httpx.Client) -> None:
+    browser_page, console = page
+    picture = io.BytesIO()
+    Image.linear_gradient("L").convert("RGB").resize((64, 64)).save(picture, format="PNG")
+    image = api.post("/v1/artifacts", params={"filename": "g.png"}, content=picture.getvalue()).json()["id"]
+    job = submit(api, {"kind": "image.tokenize", "model": "karl-tiny", "inputs": {"image": image}})
+    browser_page.goto(f"{dashboard_url}/#/jobs/{job['id']}")
+    _wait_state(browser_page, "succeeded")
+    token_map = browser_page.locator('#outputs [data-artifact="tokens"] canvas.token-map')
+    token_map.wait_for()
+    width, height = token_map.evaluate("(el) => [el.width, el.height]")
+    assert width * height > 0
+    assert browser_page.locator('#outputs [data-meta="model"]').inner_text() == "karl-tiny"
+    console.check()
+
+
+def test_one_stream_carries_every_named_job_to_its_final_event(api: httpx.Client) -> None:
+    jobs = [_slow_job(api, seconds=0.5, steps=2)["id"] for _ in range(2)]
+    finals: set[str] = set()
+    with api.stream("GET", "/v1/dashboard/events", params={"job": jobs}) as stream:
+        assert stream.status_code == 200
+        event = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event == "final":
+                finals.add(json.loads(line.removeprefix("data: "))["id"])
+    assert finals == set(jobs)  # and the stream ended by itself once both were final
+    missing = api.get("/v1/dashboard/events", params={"job": [jobs[0], "0" * 32]})
+    assert missing.status_code == 404 and missing.json()["detail"] == f"job {'0' * 32} not found"
+    assert httpx.get(f"{api.base_url}/v1/dashboard/events", params={"job": jobs}).status_code == 401
