@@ -10,21 +10,25 @@ and every error ``detail`` is cut to a few KB (each value it names to a few hund
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.routes import artifacts, dashboard, health, jobs, models
+from api.routes import artifacts, dashboard, health, jobs, kinds, models
 from api.routes import workers as worker_status
 from api.routes.workflows import router as workflows_router
+from api.schemas import ErrorPublic
 from pipelines.base import InputError
 from workers.embedded import EmbeddedRuntime
 from workers.service import JobService, QueueFull, ServiceUnavailable
@@ -112,22 +116,56 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def _allowed_methods(app: FastAPI, path: str) -> str | None:
+    """The methods the OpenAPI document gives ``path`` (HEAD with GET), or None for a path it does not have.
+    Starlette's 405 names only the methods of the first route that matched the path: ``Allow: POST`` for
+    ``/v1/jobs``, which also serves GET."""
+    for template, operations in app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path):
+            methods = {method.upper() for method in operations}
+            return ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+    return None
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the one validation body this API sends: FastAPI documents a 422 of its own
+    (``HTTPValidationError``, a list) for every route with parameters, but ``on_validation`` answers
+    ``ErrorPublic`` (one ``detail`` string)."""
+    if app.openapi_schema is None:
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        error = {"$ref": f"#/components/schemas/{ErrorPublic.__name__}"}
+        for operation in (op for path in doc["paths"].values() for op in path.values()):
+            for content in operation.get("responses", {}).get("422", {}).get("content", {}).values():
+                if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                    content["schema"] = error
+        schemas = doc.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
 def create_app(service: JobService | None = None) -> FastAPI:
     app = FastAPI(title="mediaforge", version="0.1.0", lifespan=_lifespan,
                   description="Generative media jobs: tokenize, detokenize, generate.",
                   docs_url=None)  # api/routes/dashboard.py serves /docs with Swagger UI's files from the package
     app.state.service = service
-    for router in (jobs.router, artifacts.router, models.router, worker_status.router, health.router,
+    for router in (jobs.router, artifacts.router, kinds.router, models.router, worker_status.router, health.router,
                    dashboard.router):
         app.include_router(router)
     app.include_router(workflows_router)
     dashboard.mount_static(app)
     app.add_middleware(BodyLimit)
 
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, err: StarletteHTTPException) -> Response:
         if isinstance(err.detail, str):  # a route's detail may name a path parameter of any length
             err.detail = _cut(err.detail, MAX_DETAIL_CHARS)
+        allowed = _allowed_methods(app, request.url.path) if err.status_code == 405 else None
+        if allowed is not None:
+            err.headers = {**(err.headers or {}), "Allow": allowed}
         return await http_exception_handler(request, err)
 
     @app.exception_handler(RequestValidationError)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import batch, convert, models, run, serve, worker
+from api.cli import batch, convert, kinds, models, run, serve, worker
 from api.cli.lazy import lazy_typer
 
 app = typer.Typer(help="mediaforge: generative media jobs (tokenize, detokenize, generate).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.command("models")(models.list_models_command)
+app.command("kinds")(kinds.kinds_command)
 app.command("run")(run.run_command)
 app.command("batch")(batch.batch_command)
 app.command("serve")(serve.serve_command)

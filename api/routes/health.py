@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ServiceDep, metrics_access
 from api.metrics import registry_for
-from api.schemas import Readiness
+from api.schemas import Readiness, errors
 from workers.celery_app import app as celery_app
 from workers.service import JobService
 
@@ -51,7 +51,8 @@ async def read_readiness(*, service: ServiceDep, response: Response) -> Readines
 
 
 @router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_access)],
-            responses={401: {"description": "a key is set and none was sent"},
-                       429: {"description": "too many failed authentications from this address"}})
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+                       **errors(401, 429, e401="a key is set (API or metrics key) and the request has none, or an "
+                                "unknown one", e429="too many failed authentications from this address")})
 def read_metrics(*, service: ServiceDep) -> Response:
     return Response(generate_latest(registry_for(service.store)), media_type=CONTENT_TYPE_LATEST)

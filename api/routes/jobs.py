@@ -11,11 +11,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from api.deps import CallerDep, ServiceDep
-from api.schemas import JobCreate, JobPublic, JobsPublic
+from api.schemas import CALLER_ERRORS, JobCreate, JobPublic, JobsPublic, errors
 from workers.service import JobService
 from workers.store import JobRecord, State
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=CALLER_ERRORS)
 
 
 def _owned(service: JobService, job_id: str, owner: str) -> JobRecord:
@@ -25,44 +25,60 @@ def _owned(service: JobService, job_id: str, owner: str) -> JobRecord:
     return job
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic,
+             responses=errors(409, 413, 422, 429, 503, e409="this Idempotency-Key was used with another body",
+                              e422="the job is invalid (kind, model, params, or inputs that are no artifact of "
+                                   "the media type the kind reads): the detail names the problem",
+                              e429="a rate limit is reached, or too many jobs are queued: retry after Retry-After "
+                                   "seconds", e503="the job queue is unavailable"))
 async def create_job(*, body: JobCreate, response: Response, service: ServiceDep, owner: CallerDep,
                      idempotency_key: Annotated[str | None, Header(max_length=256)] = None) -> JobPublic:
     job, created = await run_in_threadpool(service.submit, body, owner=owner, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return JobPublic.of(job)
+    return JobPublic.of(job, service.artifacts)
 
 
-@router.get("", response_model=JobsPublic)
+@router.get("", response_model=JobsPublic, responses=errors(422))
 def read_jobs(*, service: ServiceDep, owner: CallerDep, state: State | None = None, kind: str | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50,
               cursor: Annotated[float | None, Query(description="next_cursor of the previous page")] = None
               ) -> JobsPublic:
     jobs, next_cursor = service.list(state=state, kind=kind, owner=owner, limit=limit, cursor=cursor)
-    return JobsPublic(data=[JobPublic.of(j) for j in jobs], count=len(jobs),
+    return JobsPublic(data=[JobPublic.of(j, service.artifacts) for j in jobs], count=len(jobs),
                       next_cursor=None if next_cursor is None else repr(next_cursor))
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", response_model=JobPublic, responses=errors(404))
 def read_job(*, job_id: str, service: ServiceDep, owner: CallerDep) -> JobPublic:
-    return JobPublic.of(_owned(service, job_id, owner))
+    return JobPublic.of(_owned(service, job_id, owner), service.artifacts)
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic)
+@router.post("/{job_id}/cancel", response_model=JobPublic,
+             responses=errors(404, 409, e409="the job is already finished (succeeded, failed or cancelled)"))
 def cancel_job(*, job_id: str, service: ServiceDep, owner: CallerDep) -> JobPublic:
     """Queued: cancelled at once. Running: ``cancel_requested`` is set and the job stops at its next progress
-    point. Finished: returned unchanged."""
-    _owned(service, job_id, owner)
+    point. Finished: 409 naming its state, nothing changed."""
+    current = _owned(service, job_id, owner)
+    if current.finished:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} is already {current.state}")
     job = service.cancel(job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
-    return JobPublic.of(job)
+    return JobPublic.of(job, service.artifacts)
+
+
+_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"enum": ["progress", "final"]},
+    "data": {"type": "string", "contentMediaType": "application/json",
+             "contentSchema": {"$ref": f"#/components/schemas/{JobPublic.__name__}"}},
+}}
+"""One server-sent event (OpenAPI 3.1: a ``text/event-stream`` schema describes each event): the job record."""
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+            responses={200: {"content": {"text/event-stream": {"schema": _EVENT}}}, **errors(404)})
 def read_job_events(*, job_id: str, service: ServiceDep, owner: CallerDep) -> StreamingResponse:
     """Server-sent events: ``progress`` with each change of state or progress, then one ``final`` event. Streams
     wait on the event loop and share one Redis subscription (workers/events.py), so open streams cost no thread
@@ -75,7 +91,8 @@ def read_job_events(*, job_id: str, service: ServiceDep, owner: CallerDep) -> St
                 yield ": keep-alive\n\n"
                 continue
             event = "final" if job.finished else "progress"
-            yield f"event: {event}\ndata: {json.dumps(JobPublic.of(job).model_dump(mode='json'))}\n\n"
+            data = JobPublic.of(job, service.artifacts).model_dump(mode="json")
+            yield f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -7,12 +7,12 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, SettingsDep
-from api.schemas import HostPublic, ModelPublic, ModelsPublic
+from api.schemas import CALLER_ERRORS, HostPublic, ModelPublic, ModelsPublic
 from pipelines.registry import kinds_for_model_class
 from pipelines.zoo import list_models
 from workers.hosts import HOST_PREFIX, list_hosts
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=CALLER_ERRORS)
 
 
 @router.get("", response_model=ModelsPublic)

@@ -1,9 +1,12 @@
-"""REST round trips through the real service: upload, submit, wait, download; idempotency; list; cancel; SSE."""
+"""REST round trips through the real service: upload, submit, wait, download; idempotency; list; cancel; SSE;
+job records with their output files and ISO times; the OpenAPI document's upload body and 405s' ``Allow``."""
 
 from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
+from typing import Any
 
 import httpx
 import numpy as np
@@ -135,3 +138,67 @@ def test_priorities_are_accepted_and_recorded(http: httpx.Client, priority: str)
     job = submit(http, {"kind": "audio.tokenize", "model": "slow-echo", "inputs": {"audio": audio_id},
                         "params": {"seconds": 0}, "priority": priority})
     assert wait_for(http, job["id"])["priority"] == priority
+
+
+def _events(http: httpx.Client, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+    events, event = [], ""
+    with http.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((event, json.loads(line.split(":", 1)[1])))
+    return events
+
+
+def test_records_name_output_files_and_iso_times(http: httpx.Client) -> None:
+    audio_id = upload(http, wav_bytes(0.3, freq=440.0))
+    queued = submit(http, {"kind": "audio.tokenize", "model": "wavtokenizer-tiny", "inputs": {"audio": audio_id}})
+    assert queued["output_files"] == {} and queued["started_at_iso"] is None and queued["finished_at_iso"] is None
+    done = wait_for(http, queued["id"])
+    tokens_id = done["outputs"]["tokens"]
+    size = len(http.get(f"/v1/artifacts/{tokens_id}").content)
+    assert done["output_files"] == {"tokens": {"id": tokens_id, "url": f"/v1/artifacts/{tokens_id}",
+                                               "media_type": "application/x-safetensors", "size": size}}
+    for name in ("created_at", "started_at", "finished_at"):
+        iso = done[f"{name}_iso"]
+        assert iso.endswith("Z") and abs(datetime.fromisoformat(iso).timestamp() - done[name]) < 1e-3
+    listed = next(j for j in http.get("/v1/jobs", params={"limit": 50}).json()["data"] if j["id"] == done["id"])
+    assert listed == done
+    assert _events(http, done["id"]) == [("final", done)]
+
+
+def test_cancel_of_a_finished_job_is_409_and_changes_nothing(http: httpx.Client) -> None:
+    audio_id = upload(http, wav_bytes(0.2))
+    job = wait_for(http, submit(http, {"kind": "audio.tokenize", "model": "slow-echo", "inputs": {"audio": audio_id},
+                                       "params": {"seconds": 0}})["id"])
+    refused = http.post(f"/v1/jobs/{job['id']}/cancel")
+    assert refused.status_code == 409 and refused.json()["detail"] == f"job {job['id']} is already succeeded"
+    assert http.get(f"/v1/jobs/{job['id']}").json() == job
+    with paused_queue("audio"):
+        queued = submit(http, {"kind": "audio.tokenize", "model": "slow-echo", "inputs": {"audio": audio_id}})
+        assert http.post(f"/v1/jobs/{queued['id']}/cancel").status_code == 200
+        again = http.post(f"/v1/jobs/{queued['id']}/cancel")
+        assert again.status_code == 409 and again.json()["detail"].endswith("is already cancelled")
+
+
+def test_openapi_declares_the_upload_body_and_error_bodies(http: httpx.Client) -> None:
+    doc = http.get("/openapi.json").json()
+    upload_op = doc["paths"]["/v1/artifacts"]["post"]
+    content = upload_op["requestBody"]["content"]
+    assert upload_op["requestBody"]["required"] is True
+    assert content["application/octet-stream"]["schema"]["format"] == "binary"
+    assert content["multipart/form-data"]["schema"]["required"] == ["file"]
+    assert {"400", "401", "413", "422", "429"} <= set(upload_op["responses"])
+    create = doc["paths"]["/v1/jobs"]["post"]["responses"]
+    assert {"202", "401", "409", "413", "422", "429", "503"} <= set(create)
+    assert create["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorPublic"}
+    assert "HTTPValidationError" not in doc["components"]["schemas"]  # the API sends {"detail": str} only
+    assert "409" in doc["paths"]["/v1/jobs/{job_id}/cancel"]["post"]["responses"]
+
+
+def test_405_names_every_method_of_the_path(http: httpx.Client) -> None:
+    for method, path, allow in (("DELETE", "/v1/jobs", "GET, HEAD, POST"), ("PUT", "/v1/jobs/x", "GET, HEAD"),
+                                ("OPTIONS", "/v1/artifacts", "POST"), ("GET", "/v1/jobs/x/cancel", "POST")):
+        response = http.request(method, path)
+        assert response.status_code == 405 and response.headers["allow"] == allow, (method, path)
