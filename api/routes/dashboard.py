@@ -4,6 +4,7 @@ and ``/docs`` (Swagger UI) served from the ``swagger-ui-bundle-v2`` wheel: no CD
 A browser opens at most six HTTP/1.1 connections per host, so one ``GET /v1/jobs/{id}/events`` per unfinished
 row would stall every other request of a busy table. The table reads ``GET /v1/dashboard/events?job=..`` instead:
 one stream that carries the events of every job it names (each job's stream as ``read_job_events`` sends it).
+It is the page's own route, left out of the OpenAPI document: clients follow a job on ``/v1/jobs/{id}/events``.
 """
 
 from __future__ import annotations
@@ -88,8 +89,7 @@ async def _merged(service: JobService, job_ids: list[str]) -> AsyncIterator[str]
             task.cancel()
 
 
-@router.get("/v1/dashboard/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get("/v1/dashboard/events", response_class=StreamingResponse, include_in_schema=False)
 def read_dashboard_events(*, service: ServiceDep, owner: CallerDep,
                           job: Annotated[list[str], Query(max_length=MAX_STREAM_JOBS,
                                                           description="job ids (repeat the parameter)")]
