@@ -129,6 +129,11 @@ def test_image_job_shows_the_png(page: tuple[Any, Console], dashboard_url: str) 
     image.first.wait_for()
     assert image.first.evaluate("(el) => el.decode().then(() => [el.naturalWidth, el.naturalHeight])")[0] > 0
     assert "image/png" in browser_page.locator("#outputs .card").first.inner_text()
+    browser_page.click("#run-again")  # the submit form, filled in from this job
+    browser_page.wait_for_url("**/#/submit/image.generate?from=*")
+    assert browser_page.locator('select[name="model"]').input_value() == "xar-tiny"
+    assert browser_page.locator('input[name="class"]').input_value() == "0"
+    assert browser_page.locator('input[name="num_inference_steps"]').input_value() == "2"
     console.check()
 
 
