@@ -95,7 +95,8 @@ def test_flow_omni_speak_then_wavtokenizer_tokenize(http: httpx.Client, tmp_path
 def test_ten_independent_steps_run_concurrently(http: httpx.Client) -> None:
     clip = upload(http, wav_bytes(0.2))
     step = {**SLOW, "inputs": {"audio": clip}, "params": {"seconds": 2.0, "steps": 4}}
-    start = time.monotonic()
+    wait_workflow(http, submit(http, {"steps": {"warm": {**step, "params": {"seconds": 0.0}}}}).json()["id"])
+    start = time.monotonic()  # the model host is up: one step's time is the step's, not the host's start
     one = wait_workflow(http, submit(http, {"steps": {"only": step}}).json()["id"])
     single = time.monotonic() - start
     start = time.monotonic()
