@@ -34,9 +34,9 @@ def start_local_ray(settings: Settings) -> None:
     """A Ray of this process's own: ``address="local"``, so a cluster that ``ray start`` left on this machine
     (``/tmp/ray/ray_current_cluster``) is never joined by accident."""
     if not ray.is_initialized():
-        init_ray(address="local", num_cpus=settings.ray_num_cpus, object_store_memory=settings.ray_object_store_mb * 1024 * 1024,
-                 namespace=settings.ray_namespace, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        init_ray(address="local", num_cpus=settings.ray_num_cpus,
+                 object_store_memory=settings.ray_object_store_mb * 1024 * 1024, namespace=settings.ray_namespace,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
 class CeleryWorkerThread:

@@ -38,7 +38,7 @@ from workers.artifacts import ArtifactStore
 from workers.execute import InputFile, encode_result, prepare_request
 from workers.jobspec import parse_params
 from workers.placement import ModelNeeds, actor_options
-from workers.retry import until_reachable
+from workers.retry import STORE_FAULTS, until_reachable
 from workers.settings import BatchConfig, Settings
 from workers.store import JobError, JobStore
 
@@ -61,10 +61,15 @@ class StoreAddress:
     job_ttl_s: int
     retry_s: float
     """How long a result waits for an unreachable store before the host leaves recording to others."""
+    lease_s: float
+    """The job lease the host renews (every third of it) for every job it holds."""
+    report_s: float
+    """How often a running batch writes its progress and reads its cancel requests."""
 
     @classmethod
     def of(cls, settings: Settings, redis_url: str) -> StoreAddress:
-        return cls(redis_url, settings.key_prefix, settings.job_ttl_s, settings.store_retry_s)
+        return cls(redis_url, settings.key_prefix, settings.job_ttl_s, settings.store_retry_s, settings.job_lease_s,
+                   settings.poll_interval_s)
 
 
 @dataclass
@@ -93,7 +98,7 @@ class ModelHost:
                  device: str, max_audio_seconds: float, store: StoreAddress) -> None:
         self.model_name, self.model_dir = model_name, Path(model_dir)
         self.store = JobStore.from_url(store.redis_url, prefix=store.prefix, job_ttl_s=store.job_ttl_s)
-        self.store_retry_s = store.retry_s
+        self.address = store
         self.artifacts = ArtifactStore(Path(artifacts_root))
         self.batching = BatchConfig.model_validate(batching)
         self.device, self.max_audio_seconds = _pick_device(device), max_audio_seconds
@@ -101,10 +106,13 @@ class ModelHost:
         self.last_used, self.inflight, self.batches = time.time(), 0, 0
         self._pipelines: dict[str, Pipeline] = {}
         self._queues: dict[str, asyncio.Queue[_Call]] = {}
-        self._progress: dict[str, tuple[float, str]] = {}
         self._cancelled: set[str] = set()
         self._jobs: dict[str, asyncio.Future] = {}
         """Job id -> its answer, from the first call until its final state is recorded."""
+        self._held: dict[str, str] = {}
+        """Job id -> lease holder, for every job queued or running here: whoever runs a job holds its lease, so a
+        job whose worker died is not sent again while this host still works on it."""
+        self._heartbeat: asyncio.Task | None = None
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """The last ``ANSWERS_KEPT`` answers given, by job id."""
         self._lock = threading.Lock()
@@ -114,7 +122,7 @@ class ModelHost:
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
 
     async def run(self, job_id: str, pipeline: str, inputs: dict[str, tuple[str, str]],
-                  params: dict[str, Any]) -> dict[str, Any]:
+                  params: dict[str, Any], holder: str | None = None) -> dict[str, Any]:
         """One job; returns ``{"status": succeeded|failed|cancelled, "outputs"|"error", "batch_size",
         "recorded"}``, where ``recorded`` is the state the job store now holds (None: the store was unreachable)."""
         self.inflight += 1
@@ -128,6 +136,7 @@ class ModelHost:
             if future is None:  # not already running here (a redelivered job joins its first run)
                 future = self._jobs[job_id] = asyncio.get_running_loop().create_future()
                 future.add_done_callback(lambda done: self._forget(job_id, done))
+                self._hold(job_id, holder)
                 self._queue(pipeline).put_nowait(_Call(job_id, inputs, params, future))
             return await asyncio.shield(future)
         finally:
@@ -144,14 +153,27 @@ class ModelHost:
     def _forget(self, job_id: str, done: asyncio.Future) -> None:
         if self._jobs.get(job_id) is done:
             del self._jobs[job_id]
-        self._progress.pop(job_id, None)
+        self._held.pop(job_id, None)
         self._cancelled.discard(job_id)
 
-    def progress(self, job_id: str) -> tuple[float, str] | None:
-        return self._progress.get(job_id)
+    def _hold(self, job_id: str, holder: str | None) -> None:
+        if holder is None:
+            return
+        self._held[job_id] = holder
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
 
-    def cancel(self, job_id: str) -> None:
-        self._cancelled.add(job_id)
+    async def _renew_leases(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.address.lease_s / 3)
+            if not self._held:
+                continue
+            try:
+                await loop.run_in_executor(self._recorder, self.store.leases.hold, dict(self._held),
+                                           self.address.lease_s)
+            except STORE_FAULTS as err:  # renewed once Redis is back; the worker renews as well
+                logger.warning("job leases not renewed (%s)", err)
 
     def info(self) -> dict[str, Any]:
         return {"model": self.model_name, "memory_bytes": self.memory_bytes, "last_used": self.last_used,
@@ -201,7 +223,7 @@ class ModelHost:
 
     def _record_again(self, job_id: str, answer: dict[str, Any]) -> dict[str, Any]:
         try:
-            state = until_reachable(lambda: record_answer(self.store, job_id, answer), self.store_retry_s,
+            state = until_reachable(lambda: record_answer(self.store, job_id, answer), self.address.retry_s,
                                     f"recording job {job_id}")
         except Exception:
             logger.exception("could not record job %s", job_id)
@@ -210,7 +232,7 @@ class ModelHost:
 
     def _record(self, batch: list[_Call], answers: list[dict[str, Any]]) -> list[str]:
         self.store.metrics.observe("batch_size", self.model_name, len(batch))
-        return [until_reachable(lambda c=call, a=answer: record_answer(self.store, c.job_id, a), self.store_retry_s,
+        return [until_reachable(lambda c=call, a=answer: record_answer(self.store, c.job_id, a), self.address.retry_s,
                                 f"recording job {call.job_id}") for call, answer in zip(batch, answers, strict=True)]
 
     def _pipeline(self, target: str) -> Pipeline:
@@ -221,6 +243,7 @@ class ModelHost:
     def _run_batch(self, target: str, batch: list[_Call]) -> list[dict[str, Any]]:
         """Decode and check each call alone (a bad file fails only its job), then run the good ones together."""
         pipeline = self._pipeline(target)
+        self._read_cancels([call.job_id for call in batch])
         answers: list[dict[str, Any] | None] = [None] * len(batch)
         requests: list[tuple[int, Request]] = []
         for i, call in enumerate(batch):
@@ -237,6 +260,19 @@ class ModelHost:
                 answers[i] = answer
         return [a if a is not None else failed_answer(RuntimeError("no answer")) for a in answers]
 
+    def _read_cancels(self, job_ids: list[str]) -> None:
+        try:
+            self._cancelled |= self.store.cancels_requested(job_ids)
+        except STORE_FAULTS as err:
+            logger.warning("cancel requests not read (%s)", err)
+
+    def _report(self, job_ids: list[str], fraction: float, message: str) -> None:
+        """Progress straight into the job store (any worker, API or replica reads it there), cancels back."""
+        try:
+            self._cancelled |= self.store.report(job_ids, fraction, message)
+        except STORE_FAULTS as err:  # progress is best effort; the job goes on
+            logger.warning("progress not reported (%s)", err)
+
     def _request(self, pipeline: Pipeline, call: _Call) -> Request:
         files = {name: InputFile(filename, Path(path).read_bytes()) for name, (path, filename) in call.inputs.items()}
         return prepare_request(pipeline, files, parse_params(type(pipeline), call.params), self.max_audio_seconds)
@@ -245,9 +281,13 @@ class ModelHost:
                       requests: list[tuple[int, Request]]) -> list[dict[str, Any]]:
         job_ids = [batch[i].job_id for i, _ in requests]
 
+        reported = 0.0
+
         def progress(fraction: float, message: str) -> None:
-            for job_id in job_ids:
-                self._progress[job_id] = (fraction, message)
+            nonlocal reported
+            if time.monotonic() - reported >= self.address.report_s:
+                reported = time.monotonic()
+                self._report(job_ids, fraction, message)
             if all(job_id in self._cancelled for job_id in job_ids):
                 raise JobCancelled(f"cancelled at {fraction:.0%}")
 

@@ -60,6 +60,18 @@ class Leases(Keyspace):
         args = [job_id, holder, int(ttl_s * 1000), int(time.time() * 1000)]
         return bool(self._renew(keys=self._keys(job_id), args=args))
 
+    def hold(self, holders: dict[str, str], ttl_s: float) -> None:
+        """Renew the leases of many jobs in one round trip (a model host holds every job it has); a lease the store
+        lost (a restart that dropped its last writes) is taken again if it is free."""
+        now = int(time.time() * 1000)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id, holder in holders.items():
+                self._renew(keys=self._keys(job_id), args=[job_id, holder, int(ttl_s * 1000), now], client=pipe)
+            renewed = pipe.execute()
+        lost = [(job_id, holder) for (job_id, holder), ok in zip(holders.items(), renewed, strict=True) if not ok]
+        for job_id, holder in lost:
+            self.acquire(job_id, holder, ttl_s)
+
     def release(self, job_id: str, holder: str) -> None:
         self._release(keys=[self._k("lease", job_id)], args=[holder])
 

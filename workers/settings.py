@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     unacked_restore_interval_s: int = Field(10, ge=1, description="how often a worker sweeps for lost tasks")
     worker_concurrency: int = Field(32, ge=1, description="threads of a Celery worker (each waits on a host)")
     task_max_retries: int = Field(3, ge=0, description="new model hosts tried after a host died mid-job")
-    poll_interval_s: float = Field(0.25, gt=0, description="progress/cancel check period of a running job")
+    poll_interval_s: float = Field(0.25, gt=0, description="how often a running batch reports progress and reads "
+                                   "cancel requests (in its model host)")
     host_call_timeout_s: float = Field(3600.0, gt=0)
     host_memory_budget_mb: float = Field(8192.0, gt=0, description="LRU-unload model hosts past this")
     host_num_gpus: float = Field(1.0, ge=0, description="GPUs per host where the cluster has any")

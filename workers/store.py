@@ -286,12 +286,23 @@ class JobStore(Keyspace):
             self.redis.hset(self.job_key(job_id), "cancel_requested", "1")
         return self.get(job_id)
 
-    def cancel_requested(self, job_id: str) -> bool:
-        return self.redis.hget(self.job_key(job_id), "cancel_requested") == "1"
+    def report(self, job_ids: list[str], fraction: float, message: str) -> set[str]:
+        """Progress of a batch in one round trip; returns the ids among them whose cancel was requested."""
+        fraction = min(max(fraction, 0.0), 1.0)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                self._progress(keys=[self.job_key(job_id), self.events_channel(job_id)], args=[fraction, message],
+                               client=pipe)
+                pipe.hget(self.job_key(job_id), "cancel_requested")
+            replies = pipe.execute()
+        return {job_id for job_id, flag in zip(job_ids, replies[1::2], strict=True) if flag == "1"}
 
-    def set_progress(self, job_id: str, fraction: float, message: str) -> bool:
-        keys = [self.job_key(job_id), self.events_channel(job_id)]
-        return bool(self._progress(keys=keys, args=[min(max(fraction, 0.0), 1.0), message]))
+    def cancels_requested(self, job_ids: list[str]) -> set[str]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(self.job_key(job_id), "cancel_requested")
+            flags = pipe.execute()
+        return {job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == "1"}
 
     # -- events ---------------------------------------------------------------------------------------------
     def events(self, job_id: str, timeout_s: float = 3600.0, keepalive_s: float = 15.0

@@ -172,45 +172,16 @@ def _resolve_legacy(job: JobRecord) -> JobTarget:
 
 def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: str,
                inputs: dict[str, tuple[str, str]], holder: str) -> dict[str, Any]:
-    """Wait for the host's answer, renewing the lease and relaying progress and a cancel request meanwhile."""
+    """Wait for the host's answer, renewing the lease meanwhile (the host renews it too, and reports the job's
+    progress and reads its cancel request in the store itself)."""
     host = ctx.hosts.get(model)
-    ref = host.run.remote(job.id, pipeline, inputs, job.params)
+    ref = host.run.remote(job.id, pipeline, inputs, job.params, holder)
     deadline = time.monotonic() + ctx.settings.host_call_timeout_s
-    relay = _Relay(ctx, job.id, host)
-    renewed = time.monotonic()
     while True:
-        ready, _ = ray.wait([ref], timeout=ctx.settings.poll_interval_s)
+        ready, _ = ray.wait([ref], timeout=min(ctx.settings.heartbeat_s, max(deadline - time.monotonic(), 0)))
         if ready:
             return ray.get(ref)
         if time.monotonic() > deadline:
             ray.cancel(ref)
             return failed_answer(TimeoutError(f"ran past {ctx.settings.host_call_timeout_s:g} s"))
-        if time.monotonic() - renewed >= ctx.settings.heartbeat_s:
-            _heartbeat(ctx, job.id, holder)
-            renewed = time.monotonic()
-        try:
-            relay.tick()
-        except STORE_FAULTS as err:
-            logger.warning("job %s: progress not relayed (%s)", job.id, err)
-
-
-class _Relay:
-    """Progress from the host to the job store, a cancel request from the store to the host."""
-
-    def __init__(self, ctx: WorkerContext, job_id: str, host: Any) -> None:
-        self.ctx, self.job_id, self.host = ctx, job_id, host
-        self.cancel_sent, self.last, self.asked = False, None, None
-
-    def tick(self) -> None:
-        store = self.ctx.store
-        if not self.cancel_sent and store.cancel_requested(self.job_id):
-            self.host.cancel.remote(self.job_id)
-            self.cancel_sent = True
-        # Never block on the host here (it may still be loading its model): ask, and read the answer next time.
-        if self.asked is not None and ray.wait([self.asked], timeout=0)[0]:
-            progress, self.asked = ray.get(self.asked), None
-            if progress is not None and progress != self.last:
-                self.last = progress
-                store.set_progress(self.job_id, *progress)
-        if self.asked is None:
-            self.asked = self.host.progress.remote(self.job_id)
+        _heartbeat(ctx, job.id, holder)

@@ -63,6 +63,19 @@ def test_worker_killed_mid_job_fresh_worker_finishes_its_jobs(cluster: Cluster) 
     cluster.check_once(jobs, since=killed_at)
 
 
+def test_worker_killed_during_jobs_longer_than_the_lease(cluster: Cluster) -> None:
+    """The host holds the leases of the jobs it runs: they outlast their dead worker's lease without being sent
+    again (no requeue, no second delivery waiting on them), and finish once."""
+    worker = cluster.start_worker()
+    jobs = cluster.submit(16, seconds=20.0)  # one batch, longer than the 15 s lease
+    cluster.wait_running(jobs)
+    requeued = cluster.store.metrics.recovery_counts()["requeued"]
+    Cluster.kill(worker)
+    cluster.start_worker()
+    cluster.check_once(jobs)
+    assert cluster.store.metrics.recovery_counts()["requeued"] == requeued
+
+
 def test_two_workers_on_one_queue_one_killed(cluster: Cluster) -> None:
     first = cluster.start_worker()
     cluster.start_worker()

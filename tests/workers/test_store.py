@@ -104,7 +104,7 @@ def test_cancel_queued_at_once_running_by_flag(store: JobStore) -> None:
     store.start(running)
     assert store.cancel(queued).state == "cancelled" and store.metrics.queued_count() == {"audio": 0}
     flagged = store.cancel(running)
-    assert flagged.state == "running" and flagged.cancel_requested and store.cancel_requested(running)
+    assert flagged.state == "running" and flagged.cancel_requested and store.cancels_requested([running]) == {running}
     assert store.finish(running, "cancelled").moved
 
 
@@ -208,8 +208,8 @@ def test_events_follow_a_job_to_its_final_state(store: JobStore) -> None:
     job_id = _new(store)
     seen: list = []
     thread = _follow(store, job_id, seen)
-    for change in (lambda: store.start(job_id), lambda: store.set_progress(job_id, 0.5, "half"),
-                   lambda: store.set_progress(job_id, 0.75, "most"),
+    for change in (lambda: store.start(job_id), lambda: store.report([job_id], 0.5, "half"),
+                   lambda: store.report([job_id], 0.75, "most"),
                    lambda: store.finish(job_id, "succeeded", outputs={"tokens": "x"})):
         time.sleep(0.3)  # changes closer together may reach a stream as one (it is sent the newest record)
         change()
