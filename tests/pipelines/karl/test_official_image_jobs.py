@@ -3,17 +3,14 @@ input transform, and the golden case through the job pipelines."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from pipelines.base import InputError, Params, Request
 from pipelines.karl.image_tokenize import KARLTokenizeParams
 from pipelines.karl.official_image_detokenize import KARLOfficialImageDetokenizePipeline
-from pipelines.karl.official_image_tokenize import KARLOfficialImageTokenizePipeline, to_official_input
+from pipelines.karl.official_image_tokenize import KARLOfficialImageTokenizePipeline
 from pipelines.media import Image, Tokens
-from tests.tokenizers_media.image.karl_recipe import HALTING_BIAS
-from tests.tokenizers_media.image.test_karl_official import GOLDEN, recipe_model
 from tokenizers_media.image.karl_official import KARLOfficial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,27 +52,3 @@ def test_detokenize_accepts_a_lengths_prefix_and_refuses_foreign_tokens(model_di
         detokenize.check_request(Request({"tokens": Tokens({"codes": codes + 64, "mask": codes >= 0})}, Params()))
 
 
-def test_official_input_transform():
-    image = torch.rand(3, 256, 256)
-    assert torch.equal(to_official_input(image, 256), image)  # 256 x 256 reaches the model unchanged
-    wide = to_official_input(torch.rand(3, 300, 500), 256)
-    assert wide.shape == (3, 256, 256) and 0 <= wide.min() and wide.max() <= 1
-
-
-@pytest.mark.slow
-def test_golden_case_through_the_jobs(tmp_path):
-    """Full size (writes a 1.1 GB model directory; about 40 s on 1 thread)."""
-    model = recipe_model("paper-small", 1234, HALTING_BIAS["vqgan"])
-    model_dir = model.save_pretrained(tmp_path / "karl-small")
-    pixels = torch.from_numpy(np.load(GOLDEN / "input.npy"))[0]
-    tokenize = KARLOfficialImageTokenizePipeline.load(model_dir)
-    params = KARLTokenizeParams(target_error=0.05, max_tokens=256)
-    tokens = tokenize.run([Request({"image": Image(pixels)}, params)])[0]["tokens"]
-    tag = "vqgan_seed1234_T256_eps0.05"
-    active = torch.from_numpy(np.load(GOLDEN / f"active_{tag}.npy"))
-    assert torch.equal(tokens.tensors["mask"], active)
-    assert torch.equal(tokens.tensors["codes"][active], torch.from_numpy(np.load(GOLDEN / f"codes_{tag}.npy"))[active])
-    image = KARLOfficialImageDetokenizePipeline.load(model_dir).run([Request({"tokens": tokens}, Params())])[0]
-    recon = torch.from_numpy(np.load(GOLDEN / f"recon_{tag}.npy"))[0]
-    expected = torch.floor(recon.clamp(0, 1) * 255 + 0.5)
-    assert (torch.floor(image["image"].pixels * 255 + 0.5) - expected).abs().max() <= 2
