@@ -54,9 +54,10 @@ def read_docs_oauth2_redirect() -> HTMLResponse:
     return get_swagger_ui_oauth2_redirect_html()
 
 
-def _event(job: JobRecord) -> str:
+def _event(job: JobRecord, service: JobService) -> str:
     event = "final" if job.finished else "progress"
-    return f"event: {event}\ndata: {json.dumps(JobPublic.of(job).model_dump(mode='json'))}\n\n"
+    data = JobPublic.of(job, service.artifacts).model_dump(mode="json")
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
 async def _merged(service: JobService, job_ids: list[str]) -> AsyncIterator[str]:
@@ -83,7 +84,7 @@ async def _merged(service: JobService, job_ids: list[str]) -> AsyncIterator[str]
             if job is None:
                 open_streams -= 1
             else:
-                yield _event(job)
+                yield _event(job, service)
     finally:
         for task in tasks:
             task.cancel()

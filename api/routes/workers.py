@@ -14,11 +14,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import CallerDep, ServiceDep
+from api.schemas import CALLER_ERRORS
 from workers.celery_app import QUEUE_FAMILIES
 from workers.celery_app import app as celery_app
 from workers.service import JobService
 
-router = APIRouter(prefix="/v1/workers", tags=["workers"])
+router = APIRouter(prefix="/v1/workers", tags=["workers"], responses=CALLER_ERRORS)
 
 INSPECT_TIMEOUT_S = 0.5  # each of the three broadcasts waits this long for replies
 WINDOW_S = 3600
