@@ -18,12 +18,12 @@ router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"], responses=CALLER_
 
 _CHUNK = 1 << 20
 _MAX_FIELDS = 4
-"""Form fields besides ``file`` that a multipart upload may carry (ignored); more answer 400."""
+"""Form fields Starlette parses before it answers 400; any field but ``file`` answers 422."""
 _FILE = {"type": "string", "format": "binary", "minLength": 1}
 UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": _FILE},
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": _FILE},
-                                       "maxProperties": 1 + _MAX_FIELDS}},
+                                       "additionalProperties": False}},
 }}}
 """The body the route reads itself (streamed, never whole in memory): declared so that clients and ``/docs``
 can upload; any media type but ``multipart/form-data`` is taken as the raw file."""
@@ -36,10 +36,10 @@ def _too_large(limit: int) -> HTTPException:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ArtifactPublic, openapi_extra=UPLOAD_BODY,
              responses=errors(400, 413, 422, e400="a malformed multipart form, or one with more than one file or "
                               f"more than {_MAX_FIELDS} other fields",
-                              e422="the upload is empty, or a multipart form without a 'file' field"))
+                              e422="the upload is empty, or a multipart form with no 'file' field or another"))
 async def create_artifact(*, request: Request, service: ServiceDep, settings: SettingsDep, owner: CallerDep,
                           filename: str | None = None) -> ArtifactPublic:
-    """Send the file as the raw body (``?filename=`` optional) or as a multipart form field named ``file``."""
+    """Send the file as the raw body (``?filename=`` optional) or as a multipart form with one field, ``file``."""
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + 64 * 1024:  # slack for multipart framing
@@ -47,9 +47,10 @@ async def create_artifact(*, request: Request, service: ServiceDep, settings: Se
     try:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=_MAX_FIELDS)
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "multipart upload needs a 'file' field")
+            upload, others = form.get("file"), sorted(set(form.keys()) - {"file"})
+            if not isinstance(upload, UploadFile) or others:  # a field this route ignored would be lost silently
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a multipart upload is one field, "
+                                    f"'file'{f'; got also {others}' if others else ''}")
             chunks = iter(lambda: upload.file.read(_CHUNK), b"")
             artifact = await run_in_threadpool(service.put_artifact, chunks, upload.filename, owner)
         else:
