@@ -261,3 +261,20 @@ def test_one_stream_carries_every_named_job_to_its_final_event(api: httpx.Client
     missing = api.get("/v1/dashboard/events", params={"job": [jobs[0], "0" * 32]})
     assert missing.status_code == 404 and missing.json()["detail"] == f"job {'0' * 32} not found"
     assert httpx.get(f"{api.base_url}/v1/dashboard/events", params={"job": jobs}).status_code == 401
+
+
+def test_workers_route_counts_the_last_hours_jobs(api: httpx.Client, tokens_job: dict[str, Any]) -> None:
+    status = api.get("/v1/workers").json()
+    assert [w["name"] for w in status["workers"]] == ["embedded@mediaforge"]
+    assert status["workers"][0]["concurrency"] == 1 and status["workers"][0]["processed"] >= 2
+    assert [q["family"] for q in status["queues"]] == ["image", "audio", "speech", "generate"]
+    minutes = status["minutes"]
+    assert len(minutes) == 60 and minutes == sorted(minutes, key=lambda m: m["minute"])
+    assert minutes[-1]["minute"] <= status["inspected_at"] < minutes[-1]["minute"] + 60
+    finished = [j for j in api.get("/v1/jobs", params={"limit": 500}).json()["data"] if j["finished_at"]]
+    assert sum(m["finished"] for m in minutes) == len(finished)
+    slowest = max(j["finished_at"] - j["started_at"] for j in finished if j["started_at"])
+    means = [m["mean_run_seconds"] for m in minutes if m["mean_run_seconds"] is not None]
+    assert means and 0 < max(means) <= slowest + 1e-6
+    totals = {t["kind"]: t for t in status["run_totals"]}
+    assert totals["audio.tokenize"]["runs"] >= 2 and totals["audio.tokenize"]["mean_run_seconds"] > 0
