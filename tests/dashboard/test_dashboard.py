@@ -278,3 +278,17 @@ def test_workers_route_counts_the_last_hours_jobs(api: httpx.Client, tokens_job:
     assert means and 0 < max(means) <= slowest + 1e-6
     totals = {t["kind"]: t for t in status["run_totals"]}
     assert totals["audio.tokenize"]["runs"] >= 2 and totals["audio.tokenize"]["mean_run_seconds"] > 0
+
+
+def test_failed_job_shows_its_error_type_and_message(page: tuple[Any, Console], dashboard_url: str,
+                                                     api: httpx.Client) -> None:
+    browser_page, console = page
+    audio = api.post("/v1/artifacts", params={"filename": "p.wav"}, content=wav_bytes(0.2)).json()["id"]
+    job = submit(api, {"kind": "audio.tokenize", "model": "slow-echo", "inputs": {"audio": audio},
+                       "params": {"seconds": 0.1, "steps": 1, "poison": True}})
+    browser_page.goto(f"{dashboard_url}/#/jobs/{job['id']}")
+    _wait_state(browser_page, "failed")
+    error = wait_for(api, job["id"])["error"]
+    assert browser_page.locator("#job-error").inner_text() == f"{error['type']}: {error['message']}"
+    assert "poisoned request" in error["message"]
+    console.check()
