@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,8 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return ARGV[1]
 """
 
+CHECKED_KEPT = 4096
+"""Checked documents a runner keeps (a few KB each)."""
 WAITING = "waiting"
 """A step not submitted yet: its inputs are not all there."""
 SKIPPED = "skipped"
@@ -103,13 +106,18 @@ class WorkflowRunner(Keyspace):
         super().__init__(service.store.redis, service.settings.key_prefix)
         self.service, self.store = service, service.store
         self._create = self.redis.register_script(_CREATE)
+        self._checked: OrderedDict[str, CheckedWorkflow] = OrderedDict()
+        """Workflow id -> its checked document (it never changes): a pass does not resolve every step again."""
+        self._checked_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drive, args=(interval_s,), name="mediaforge-workflows",
                                         daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        """Stop advancing (before the store's Redis goes away: a pass in flight finishes first)."""
         self._stop.set()
+        self._thread.join(timeout=30)
 
     # -- submit -----------------------------------------------------------------------------------------------
     def submit(self, spec: WorkflowSpec, *, owner: str = "anonymous", idempotency_key: str | None = None,
@@ -173,6 +181,7 @@ class WorkflowRunner(Keyspace):
                 self.redis.hincrby(key, f"attempt:{name}", 1)
                 self.redis.hdel(key, f"job:{name}")
         self.redis.hdel(key, "cancel_requested", "error", "finished_at")
+        self.redis.persist(key)
         self.redis.zadd(self._k("workflows", "active"), {workflow_id: time.time()})
 
     # -- advance ----------------------------------------------------------------------------------------------
@@ -200,7 +209,10 @@ class WorkflowRunner(Keyspace):
         view = self._view(loaded)
         if view.finished:
             self.redis.hsetnx(self._key(workflow_id), "finished_at", repr(time.time()))
+            self.redis.expire(self._key(workflow_id), self.store.job_ttl_s)  # as its steps' jobs do
             self.redis.zrem(self._k("workflows", "active"), workflow_id)
+            with self._checked_lock:
+                self._checked.pop(workflow_id, None)
 
     def _ready(self, workflow: CheckedWorkflow, name: str, jobs: dict[str, JobRecord | None]) -> bool:
         needs = workflow.steps[name].spec.needs().values()
@@ -253,7 +265,10 @@ class WorkflowRunner(Keyspace):
         """The owner's newest workflows (a scan of the newest ``10 * limit`` of everyone's)."""
         found = []
         for workflow_id in self.redis.zrevrange(self._k("workflows"), 0, 10 * limit - 1):
-            if self.redis.hget(self._key(workflow_id), "owner") == owner and (view := self.get(workflow_id)):
+            held_by = self.redis.hget(self._key(workflow_id), "owner")
+            if held_by is None:
+                self.redis.zrem(self._k("workflows"), workflow_id)  # expired: drop it from the index
+            elif held_by == owner and (view := self.get(workflow_id)):
                 found.append(view)
                 if len(found) == limit:
                     break
@@ -287,8 +302,15 @@ class WorkflowRunner(Keyspace):
         record = self.redis.hgetall(self._key(workflow_id)) if workflow_id else {}
         if not record:
             return None
-        spec = WorkflowSpec.model_validate(json.loads(record["spec"]))
-        workflow = check_workflow(spec, zoo_only=record.get("zoo_only") == "1")
+        with self._checked_lock:
+            workflow = self._checked.get(workflow_id)
+        if workflow is None:
+            spec = WorkflowSpec.model_validate(json.loads(record["spec"]))
+            workflow = check_workflow(spec, zoo_only=record.get("zoo_only") == "1")
+            with self._checked_lock:
+                while len(self._checked) >= CHECKED_KEPT:
+                    self._checked.popitem(last=False)
+                self._checked[workflow_id] = workflow
         ids = {k.removeprefix("job:"): v for k, v in record.items() if k.startswith("job:")}
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids.values():

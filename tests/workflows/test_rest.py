@@ -203,7 +203,7 @@ def test_a_failed_step_fails_the_workflow_and_a_resubmission_reruns_only_it(http
     assert other.status_code == 409, other.text
 
 
-def test_a_succeeded_workflow_replays_with_its_key(http: httpx.Client) -> None:
+def test_a_succeeded_workflow_replays_with_its_key(http: httpx.Client, service: Any) -> None:
     clip = upload(http, wav_bytes(0.25))
     document = {"steps": {"codes": {"kind": "audio.tokenize", "model": "wavtokenizer-tiny",
                                     "inputs": {"audio": clip}}}}
@@ -211,6 +211,8 @@ def test_a_succeeded_workflow_replays_with_its_key(http: httpx.Client) -> None:
     done = wait_workflow(http, first["id"])
     again = submit(http, document, **{"Idempotency-Key": "wf-ok"})
     assert again.json()["id"] == first["id"] and again.json()["steps"] == done["steps"]
+    ttl = service.store.redis.ttl(f"{service.settings.key_prefix}:workflow:{first['id']}")
+    assert 0 < ttl <= service.settings.job_ttl_s  # a finished workflow expires as its jobs do
     listed = http.get("/v1/workflows").json()
     assert first["id"] in [w["id"] for w in listed["data"]]
 
