@@ -32,7 +32,9 @@ async function artifactCard(name, id, job, signal, output = false) {
     const type = blob.type || "application/octet-stream";
     card.append(h("div", { class: "muted" }, `${type}, ${bytes(blob.size)}`));
     if (type.startsWith("image/")) card.append(h("img", { src: url, alt: name }));
-    else if (type.startsWith("audio/")) card.append(h("div", {}, h("audio", { src: url, controls: true, preload: "metadata" })));
+    else if (type.startsWith("audio/")) {
+      card.append(h("div", {}, h("audio", { src: url, controls: true, preload: "metadata" })));
+    }
     else if (type === "application/x-safetensors") {
       card.append(tokenSummary(await blob.arrayBuffer(), job.kind.startsWith("image.")));
       const family = job.kind.split(".")[0];
@@ -57,11 +59,9 @@ function header(job, onCancel) {
       h("span", { id: "job-message" }, job.message || ""),
       running ? h("button", { type: "button", id: "cancel", onclick: onCancel }, "Cancel") : null,
       h("a", { href: `#/submit/${job.kind}?from=${job.id}`, id: "run-again" }, "Run again")),
-    h("dl", {}, h("dt", {}, "model"), h("dd", {}, job.model), h("dt", {}, "queued"), h("dd", {}, localTime(job.created_at)),
-      h("dt", {}, "started"), h("dd", {}, localTime(job.started_at)),
-      h("dt", {}, "finished"), h("dd", {}, localTime(job.finished_at)),
-      h("dt", {}, "duration"), h("dd", {}, jobDuration(job)), h("dt", {}, "attempts"), h("dd", {}, String(job.attempts)),
-      h("dt", {}, "priority"), h("dd", {}, job.priority)),
+    h("dl", {}, [["model", job.model], ["queued", localTime(job.created_at)], ["started", localTime(job.started_at)],
+      ["finished", localTime(job.finished_at)], ["duration", jobDuration(job)], ["attempts", String(job.attempts)],
+      ["priority", job.priority]].flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
     job.error ? h("p", { class: "error", id: "job-error" }, h("strong", {}, job.error.type), `: ${job.error.message}`)
       : null);
 }
@@ -91,8 +91,9 @@ export async function renderJob(view, signal, id) {
   view.append(header(job, onCancel), notice, h("h2", {}, "Params"), h("pre", { id: "params" },
     JSON.stringify(job.params, null, 2)), files);
   const renderFiles = async () => {
-    const inputs = await Promise.all(Object.entries(job.inputs).map(([n, a]) => artifactCard(n, a, job, signal)));
-    const outputs = await Promise.all(Object.entries(job.outputs).map(([n, a]) => artifactCard(n, a, job, signal, true)));
+    const cards = (files, output) => Promise.all(Object.entries(files).map(([name, artifact]) =>
+      artifactCard(name, artifact, job, signal, output)));
+    const [inputs, outputs] = await Promise.all([cards(job.inputs, false), cards(job.outputs, true)]);
     files.replaceChildren(h("h2", {}, "Inputs"), h("div", { class: "grid", id: "inputs" }, inputs),
       h("h2", {}, "Outputs"), h("div", { class: "grid", id: "outputs" },
         outputs.length ? outputs : h("p", { class: "muted" }, FINISHED.has(job.state) ? "none" : "not yet")));

@@ -35,8 +35,9 @@ function chart(minutes) {
   const most = Math.max(1, ...minutes.map((m) => m.finished));
   const slowest = Math.max(0.001, ...minutes.map((m) => m.mean_run_seconds || 0));
   const y = (v, top) => height - pad - (v / top) * (height - 2 * pad);
-  const bars = minutes.map((m, i) => svg("rect", { x: pad + i * step, y: y(m.finished, most), width: Math.max(1, step - 1),
-    height: height - pad - y(m.finished, most), fill: "#2a62c9" }, svg("title", {}, `${localTime(m.minute)}: ${m.finished} jobs`)));
+  const bars = minutes.map((m, i) => svg("rect", { x: pad + i * step, y: y(m.finished, most),
+    width: Math.max(1, step - 1), height: height - pad - y(m.finished, most), fill: "#2a62c9" },
+  svg("title", {}, `${localTime(m.minute)}: ${m.finished} jobs`)));
   const points = minutes.map((m, i) => (m.mean_run_seconds === null ? null
     : `${pad + (i + 0.5) * step},${y(m.mean_run_seconds, slowest)}`)).filter(Boolean);
   return svg("svg", { class: "chart", id: "throughput", width, height, viewBox: `0 0 ${width} ${height}` },
@@ -57,7 +58,8 @@ export async function renderWorkers(view, signal) {
         status.workers.map((w) => [w.name, w.queues.join(", "), String(w.active), String(w.processed),
           String(w.concurrency ?? ""), String(w.pid ?? ""), duration(w.uptime_s), localTime(w.heartbeat_at)])),
       status.workers.length ? null : h("p", { class: "error" }, "no worker answered"),
-      h("h2", {}, "Queues"), table("queues", ["family", "queued jobs"], status.queues.map((q) => [q.family, String(q.depth)])),
+      h("h2", {}, "Queues"),
+      table("queues", ["family", "queued jobs"], status.queues.map((q) => [q.family, String(q.depth)])),
       h("h2", {}, `Last hour: ${finished} jobs finished`), chart(status.minutes),
       h("h2", {}, "Run time by kind (all time)"), table("run-totals", ["kind", "runs", "mean run time"],
         status.run_totals.map((k) => [k.kind, String(k.runs), duration(k.mean_run_seconds)]))].filter(Boolean));

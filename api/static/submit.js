@@ -23,7 +23,8 @@ function paramInput(name, schema, value) {
   }
   const numeric = types.length === 1 && ["integer", "number"].includes(types[0]);
   return h("input", { type: numeric ? "number" : "text", name, step: types[0] === "number" ? "any" : undefined,
-    value: value === undefined || value === null ? "" : typeof value === "object" ? JSON.stringify(value) : String(value) });
+    value: value === undefined || value === null ? "" : typeof value === "object" ? JSON.stringify(value)
+      : String(value) });
 }
 
 /** The value a field holds, typed as its schema says (a union tries its members in order). */
@@ -47,17 +48,20 @@ function field(name, label, control, hint) {
 
 function limits(schema) {
   const parts = (schema.anyOf || [schema]).flatMap((s) => [
-    s.minimum !== undefined ? `min ${s.minimum}` : null, s.exclusiveMinimum !== undefined ? `> ${s.exclusiveMinimum}` : null,
-    s.maximum !== undefined ? `max ${s.maximum}` : null, s.exclusiveMaximum !== undefined ? `< ${s.exclusiveMaximum}` : null,
+    s.minimum !== undefined ? `min ${s.minimum}` : null,
+    s.exclusiveMinimum !== undefined ? `> ${s.exclusiveMinimum}` : null,
+    s.maximum !== undefined ? `max ${s.maximum}` : null,
+    s.exclusiveMaximum !== undefined ? `< ${s.exclusiveMaximum}` : null,
   ]).filter(Boolean);
-  return [schema.description, parts.join(", "), schema.default !== undefined ? `default ${JSON.stringify(schema.default)}` : ""]
-    .filter(Boolean).join(" · ");
+  const fallback = schema.default !== undefined ? `default ${JSON.stringify(schema.default)}` : "";
+  return [schema.description, parts.join(", "), fallback].filter(Boolean).join(" · ");
 }
 
 /** Put each "name: message" part of a 422 at its field; the rest above the submit button. */
 function showErrors(form, detail, kind) {
   const general = [];
-  const body = detail.startsWith(`invalid params for ${kind}: `) ? detail.slice(`invalid params for ${kind}: `.length) : detail;
+  const prefix = `invalid params for ${kind}: `;
+  const body = detail.startsWith(prefix) ? detail.slice(prefix.length) : detail;
   for (const part of body.split("; ")) {
     const name = part.split(":")[0].replace(/^params\./, "").split(".")[0];
     const slot = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
@@ -103,11 +107,13 @@ export async function renderSubmit(view, signal, kindName, query) {
   kindName = kindName || from?.kind || kinds[0]?.kind;
   const kind = kinds.find((k) => k.kind === kindName);
   view.append(h("h1", {}, "Submit a job"), h("div", { class: "toolbar" },
-    h("select", { id: "kind", "aria-label": "kind", onchange: (e) => { location.hash = `#/submit/${e.target.value}`; } },
+    h("select", { id: "kind", "aria-label": "kind",
+      onchange: (e) => { location.hash = `#/submit/${e.target.value}`; } },
       kinds.map((k) => h("option", { value: k.kind, selected: k.kind === kindName }, k.kind))),
     h("span", { class: "muted" }, kind?.description || "")));
   if (!kind) {
-    view.append(h("p", { class: "error" }, kinds.length ? `unknown job kind ${kindName}` : "the service lists no job kinds"));
+    const why = kinds.length ? `unknown job kind ${kindName}` : "the service lists no job kinds";
+    view.append(h("p", { class: "error" }, why));
     return;
   }
   const copied = from?.params || {};
