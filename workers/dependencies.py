@@ -204,8 +204,9 @@ class WorkflowRunner(Keyspace):
                     self.service.cancel(job.id)
         else:
             for name in workflow.order:
-                if name not in jobs and self._ready(workflow, name, jobs):
-                    jobs[name] = self._submit_step(workflow_id, record, workflow, name, jobs)
+                if name not in jobs and self._ready(workflow, name, jobs) and (
+                        job := self._submit_step(workflow_id, record, workflow, name, jobs)) is not None:
+                    jobs[name] = job
         view = self._view(loaded)
         if view.finished:
             self.redis.hsetnx(self._key(workflow_id), "finished_at", repr(time.time()))
