@@ -274,7 +274,8 @@ class ModelHost:
             logger.warning("progress not reported (%s)", err)
 
     def _request(self, pipeline: Pipeline, call: _Call) -> Request:
-        files = {name: InputFile(filename, Path(path).read_bytes()) for name, (path, filename) in call.inputs.items()}
+        files = {name: InputFile(filename, _read_input(path, filename)) for name, (path, filename) in
+                 call.inputs.items()}
         return prepare_request(pipeline, files, parse_params(type(pipeline), call.params), self.max_audio_seconds)
 
     def _run_requests(self, pipeline: Pipeline, batch: list[_Call],
@@ -312,6 +313,15 @@ class ModelHost:
             outputs = {out.name: self.artifacts.put(out.data, out.filename).id for out in encode_result(result)}
             answers.append({"status": "succeeded", "outputs": outputs})
         return answers
+
+
+def _read_input(path: str, filename: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        node = ray.get_runtime_context().get_node_id()
+        raise InputError(f"input {filename}: {path} is not readable on Ray node {node[:12]}; every node must share "
+                         "the artifact directory (MEDIAFORGE_ARTIFACTS_DIR)") from None
 
 
 def record_answer(store: JobStore, job_id: str, answer: dict[str, Any]) -> str:

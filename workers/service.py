@@ -20,6 +20,7 @@ from workers.celery_app import configure_celery, enqueue
 from workers.jobspec import JobSpec, resolve_job
 from workers.reaper import start_service_reaper
 from workers.settings import Settings
+from workers.shared_dir import SharedDir
 from workers.store import JobError, JobRecord, JobStore
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class JobService:
                                        dispatch_grace_s=settings.job_lease_s)
         self.artifacts = ArtifactStore(settings.artifacts_root)
         self.owners = ArtifactOwners(self.store.redis, settings.key_prefix)
+        SharedDir(self.store.redis, settings.key_prefix, settings.artifacts_root).check_and_join("api")
         configure_celery(redis_url, settings)
         start_service_reaper(settings, redis_url)  # jobs of dead workers come back while any API lives
 

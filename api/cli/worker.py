@@ -6,10 +6,12 @@ import os
 import socket
 from typing import Annotated
 
+import redis
 import typer
 
 from workers.celery_app import QUEUE_FAMILIES, app, configure_celery
 from workers.settings import get_settings
+from workers.shared_dir import NotShared, SharedDir
 
 
 def worker_command(
@@ -29,6 +31,12 @@ def worker_command(
     if unknown or not names:
         typer.echo(f"error: unknown queue families {unknown or names}; known: {list(QUEUE_FAMILIES)}", err=True)
         raise typer.Exit(code=2)
+    try:
+        SharedDir(redis.Redis.from_url(settings.redis_url, decode_responses=True), settings.key_prefix,
+                  settings.artifacts_root).check_and_join(f"worker {','.join(names)}")
+    except NotShared as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
     configure_celery(settings.redis_url, settings)
     # Threads pool: Ray is initialised lazily by the first job, in this process, never before a fork.
     app.Worker(hostname=f"{'+'.join(names)}-{os.getpid()}@{socket.gethostname()}", queues=names,
