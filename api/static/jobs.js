@@ -61,12 +61,13 @@ async function follow(body, jobs, signal) {
 
 export async function renderJobs(view, signal, query) {
   const state = query.get("state") || "", kind = query.get("kind") || "", cursor = query.get("cursor");
+  const limit = query.get("limit") || "50";
   const go = (changes) => {
-    const next = new URLSearchParams({ state, kind, ...changes });
+    const next = new URLSearchParams({ state, kind, limit: limit === "50" ? "" : limit, ...changes });
     for (const [k, v] of [...next]) if (!v) next.delete(k);
     location.hash = `#/jobs?${next}`;
   };
-  const params = new URLSearchParams({ limit: "50" });
+  const params = new URLSearchParams({ limit });
   if (state) params.set("state", state);
   if (kind) params.set("kind", kind);
   if (cursor) params.set("cursor", cursor);

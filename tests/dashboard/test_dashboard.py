@@ -292,3 +292,33 @@ def test_failed_job_shows_its_error_type_and_message(page: tuple[Any, Console], 
     assert browser_page.locator("#job-error").inner_text() == f"{error['type']}: {error['message']}"
     assert "poisoned request" in error["message"]
     console.check()
+
+
+def test_jobs_table_filters_and_pages(page: tuple[Any, Console], dashboard_url: str, api: httpx.Client,
+                                      tokens_job: dict[str, Any]) -> None:
+    browser_page, console = page
+    browser_page.goto(f"{dashboard_url}/#/jobs")
+    browser_page.locator("#jobs tbody tr").first.wait_for()
+    browser_page.select_option('select[name="kind"]', "audio.tokenize")
+    browser_page.wait_for_url("**/#/jobs?kind=audio.tokenize")
+    browser_page.select_option('select[name="state"]', "succeeded")
+    browser_page.wait_for_url("**/#/jobs?state=succeeded&kind=audio.tokenize")
+    browser_page.locator(f'tr[data-job="{tokens_job["id"]}"]').wait_for()
+    rows = browser_page.locator("#jobs tbody tr")
+    cells = [rows.nth(i).locator("td").all_inner_texts() for i in range(rows.count())]
+    assert cells and all(c[1] == "audio.tokenize" and c[3] == "succeeded" for c in cells)
+    expected = api.get("/v1/jobs", params={"kind": "audio.tokenize", "state": "succeeded"}).json()["data"]
+    assert [tr.get_attribute("data-job") for tr in rows.all()] == [j["id"] for j in expected]
+    # One job a page: "Older" walks the cursor through the same jobs, newest first.
+    browser_page.goto(f"{dashboard_url}/#/jobs?state=succeeded&kind=audio.tokenize&limit=1")
+    seen = []
+    for _ in expected:
+        browser_page.locator("#jobs tbody tr").first.wait_for()
+        seen.append(browser_page.locator("#jobs tbody tr").first.get_attribute("data-job"))
+        older = browser_page.locator("button", has_text="Older")
+        if not older.count():
+            break
+        older.click()
+        browser_page.wait_for_function("(id) => !document.querySelector(`tr[data-job=\"${id}\"]`)", arg=seen[-1])
+    assert seen == [j["id"] for j in expected]
+    console.check()
