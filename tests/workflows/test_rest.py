@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from safetensors.numpy import load_file
 
+from tests.api.test_auth import override  # noqa: F401  (the fixture: settings seen by the routes for one test)
 from tests.service_fixtures import paused_queue, upload, wav_bytes
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -237,3 +238,28 @@ def test_events_stream_each_step_then_final(http: httpx.Client) -> None:
     assert all(e == "progress" for e, _ in events[:-1]) and len(events) >= 2
     progress = {round(data["steps"]["slow"]["progress"], 1) for _, data in events}
     assert len(progress) >= 2  # the slow step's progress was streamed, not only its end
+
+
+def test_a_workflow_belongs_to_its_key(http: httpx.Client, override: Any) -> None:  # noqa: F811
+    override(api_keys=["k-alice", "k-bob"])
+    alice, bob = {"Authorization": "Bearer k-alice"}, {"Authorization": "Bearer k-bob"}
+    assert http.post("/v1/workflows", json={"steps": {}}).status_code == 401
+    audio = http.post("/v1/artifacts", content=wav_bytes(0.2), headers=alice).json()["id"]
+    document = {"steps": {
+        "codes": {"kind": "audio.tokenize", "model": "wavtokenizer-tiny", "inputs": {"audio": audio}},
+        "speech": {"kind": "audio.detokenize", "model": "wavtokenizer-tiny",
+                   "inputs": {"tokens": {"from": "codes", "output": "tokens"}}},
+    }}
+    workflow_id = submit(http, document, **alice).json()["id"]
+    deadline = time.monotonic() + 60
+    while (workflow := http.get(f"/v1/workflows/{workflow_id}", headers=alice).json())["state"] != "succeeded":
+        assert time.monotonic() < deadline and workflow["state"] in ("queued", "running"), workflow
+        time.sleep(0.05)
+    audio_out = workflow["outputs"]["speech"]["audio"]
+    assert http.get(f"/v1/artifacts/{audio_out}", headers=alice).status_code == 200  # its steps' outputs are hers
+    for method, path in [("GET", f"/v1/workflows/{workflow_id}"), ("POST", f"/v1/workflows/{workflow_id}/cancel"),
+                         ("GET", f"/v1/workflows/{workflow_id}/events"), ("GET", f"/v1/artifacts/{audio_out}")]:
+        assert http.request(method, path, headers=bob).status_code == 404, path
+    assert workflow_id not in [w["id"] for w in http.get("/v1/workflows", headers=bob).json()["data"]]
+    refused = http.post("/v1/workflows", json=document, headers=bob)  # her upload is no artifact of his
+    assert refused.status_code == 422 and "step 'codes' inputs.audio: no artifact" in refused.json()["detail"]
