@@ -55,6 +55,18 @@ def errors(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
                    **({"headers": _RETRY_AFTER} if code in (429, 503) else {})} for code in codes}
 
 
+def event_stream(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI 200 response of a server-sent event stream whose events carry ``model`` as JSON (OpenAPI 3.1:
+    a ``text/event-stream`` schema describes each event)."""
+    event = {"type": "object", "required": ["event", "data"], "properties": {
+        "event": {"enum": ["progress", "final"]},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"$ref": f"#/components/schemas/{model.__name__}"}},
+    }}
+    return {"description": f"``progress`` events, then one ``final``; each event's data is a {model.__name__}",
+            "content": {"text/event-stream": {"schema": event}}}
+
+
 CALLER_ERRORS = errors(401, 429)
 """What every /v1 route may answer before it runs (``api.deps.CallerDep``: authentication, rate limit)."""
 

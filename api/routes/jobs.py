@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from api.deps import CallerDep, ServiceDep
-from api.schemas import CALLER_ERRORS, JobCreate, JobPublic, JobsPublic, errors
+from api.schemas import CALLER_ERRORS, JobCreate, JobPublic, JobsPublic, errors, event_stream
 from workers.service import JobService
 from workers.store import JobRecord, State
 
@@ -26,7 +26,7 @@ def _owned(service: JobService, job_id: str, owner: str) -> JobRecord:
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic,
-             responses=errors(409, 413, 422, 429, 503, e409="this Idempotency-Key was used with another body",
+             responses=errors(400, 409, 413, 422, 429, 503, e409="this Idempotency-Key was used with another body",
                               e422="the job is invalid (kind, model, params, or inputs that are no artifact of "
                                    "the media type the kind reads): the detail names the problem",
                               e429="a rate limit is reached, or too many jobs are queued: retry after Retry-After "
@@ -69,16 +69,8 @@ def cancel_job(*, job_id: str, service: ServiceDep, owner: CallerDep) -> JobPubl
     return JobPublic.of(job, service.artifacts)
 
 
-_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
-    "event": {"enum": ["progress", "final"]},
-    "data": {"type": "string", "contentMediaType": "application/json",
-             "contentSchema": {"$ref": f"#/components/schemas/{JobPublic.__name__}"}},
-}}
-"""One server-sent event (OpenAPI 3.1: a ``text/event-stream`` schema describes each event): the job record."""
-
-
 @router.get("/{job_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {"schema": _EVENT}}}, **errors(404)})
+            responses={200: event_stream(JobPublic), **errors(404)})
 def read_job_events(*, job_id: str, service: ServiceDep, owner: CallerDep) -> StreamingResponse:
     """Server-sent events: ``progress`` with each change of state or progress, then one ``final`` event. Streams
     wait on the event loop and share one Redis subscription (workers/events.py), so open streams cost no thread

@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.deps import CallerDep, ServiceDep
+from api.schemas import CALLER_ERRORS, errors, event_stream
 from workers.dependencies import StepView, WorkflowRunner, WorkflowView
 from workers.records import JobError
 from workers.service import JobService
@@ -40,7 +41,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(runner.close)
 
 
-router = APIRouter(prefix="/v1/workflows", tags=["workflows"], lifespan=_lifespan)
+router = APIRouter(prefix="/v1/workflows", tags=["workflows"], lifespan=_lifespan, responses=CALLER_ERRORS)
 
 
 def get_runner(app: FastAPI, service: JobService) -> WorkflowRunner:
@@ -110,7 +111,10 @@ def _owned(runner: WorkflowRunner, workflow_id: str, owner: str) -> WorkflowView
     return view
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=WorkflowPublic)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=WorkflowPublic,
+             responses=errors(400, 409, 413, 422, 429, 503, e409="this Idempotency-Key was used with another body",
+                              e422="the workflow is invalid (a step, its job, or a reference to another step): "
+                                   "the detail names the problem"))
 async def create_workflow(*, body: WorkflowSpec, response: Response, runner: WorkflowsDep, owner: CallerDep,
                           idempotency_key: Annotated[str | None, Header(max_length=256)] = None) -> WorkflowPublic:
     view, created = await run_in_threadpool(runner.submit, body, owner=owner, idempotency_key=idempotency_key)
@@ -120,19 +124,19 @@ async def create_workflow(*, body: WorkflowSpec, response: Response, runner: Wor
     return WorkflowPublic.of(view)
 
 
-@router.get("", response_model=WorkflowsPublic)
+@router.get("", response_model=WorkflowsPublic, responses=errors(422))
 def read_workflows(*, runner: WorkflowsDep, owner: CallerDep,
                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> WorkflowsPublic:
     views = runner.list(owner=owner, limit=limit)
     return WorkflowsPublic(data=[WorkflowPublic.of(v) for v in views], count=len(views))
 
 
-@router.get("/{workflow_id}", response_model=WorkflowPublic)
+@router.get("/{workflow_id}", response_model=WorkflowPublic, responses=errors(404))
 def read_workflow(*, workflow_id: str, runner: WorkflowsDep, owner: CallerDep) -> WorkflowPublic:
     return WorkflowPublic.of(_owned(runner, workflow_id, owner))
 
 
-@router.post("/{workflow_id}/cancel", response_model=WorkflowPublic)
+@router.post("/{workflow_id}/cancel", response_model=WorkflowPublic, responses=errors(404))
 def cancel_workflow(*, workflow_id: str, runner: WorkflowsDep, owner: CallerDep) -> WorkflowPublic:
     """Every unfinished step is cancelled (a running one at its next progress point); nothing more starts."""
     _owned(runner, workflow_id, owner)
@@ -143,7 +147,7 @@ def cancel_workflow(*, workflow_id: str, runner: WorkflowsDep, owner: CallerDep)
 
 
 @router.get("/{workflow_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+            responses={200: event_stream(WorkflowPublic), **errors(404)})
 def read_workflow_events(*, workflow_id: str, runner: WorkflowsDep, owner: CallerDep) -> StreamingResponse:
     """Server-sent events: ``progress`` (the whole workflow) at each change of a step's state or progress, then
     one ``final``. The stream re-reads the workflow every 0.25 s on the event loop's thread pool."""
