@@ -1,15 +1,16 @@
 """A fixed set of jobs covering every job kind and every zoo model, and the sha256 of each output file.
 
 ``tests/test_job_outputs.py`` checks that every job still gives byte-identical outputs. Float kernels differ by
-CPU (AVX-512 or AMX kernels sum in another order than AVX2 ones), so the jobs run in a fresh interpreter with
-:data:`PINNED_ENV` and oneDNN switched off: then every x86-64 CPU with AVX2 and FMA gives the same bytes.
+CPU (AVX-512 kernels vectorise and sum in another order than AVX2 ones), so the jobs run in a fresh interpreter
+with :data:`PINNED_ENV` and oneDNN switched off: then every x86-64 CPU with AVX2 and FMA gives the same bytes.
 
-How ``tests/data/job_outputs.json`` was made (session 27): the first hashes (session 26, commit 1876e9e, before
-the one-folder-per-family restructuring) were taken unpinned, and a CPU with AVX-512/AMX gave other bytes for 7
-of the 13 jobs. They were re-recorded pinned on that CPU, after running the jobs pinned on the pre-restructuring
-tree (1876e9e in a git worktree, with ``PYTHONPATH`` pointing at it) and on HEAD (ef4ab2e): all 13 jobs gave the
-same hashes there, pinned and unpinned alike. ``gdt-group`` now spells its step count ``num_inference_steps``
-(``steps``, which the base knew, is the deprecated alias): same bytes.
+How ``tests/data/job_outputs.json`` was made: the first hashes (1876e9e, before the one-folder-per-family
+restructuring) were taken unpinned, and a CPU with AVX-512 and AMX gave other bytes for 7 of the 13 jobs. So the
+jobs were run on that CPU on the pre-restructuring tree (1876e9e in a git worktree, ``PYTHONPATH`` pointing at it)
+and on HEAD (ef4ab2e): all 13 gave the same hashes on both, pinned and unpinned alike, and the pinned ones are
+recorded. The pinned run gave the same bytes under QEMU's emulation of an Intel Haswell and an AMD EPYC Rome
+(ATen finds AVX2 at most there; MKL, on the AMD one, no Intel CPU). ``gdt-group`` now spells its step count
+``num_inference_steps`` (the base knew only ``steps``, now a deprecated alias): same bytes.
 Regenerate (only when a change of outputs is intended) with ``python -m tests.job_outputs --write``.
 """
 

@@ -18,7 +18,7 @@ def test_every_job_gives_its_recorded_outputs(tmp_path: Path) -> None:
     assert run_pinned(tmp_path) == expected
 
 
-def test_the_pins_reach_the_job_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_without_the_pins_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the pins the run refuses, so a lost variable shows as itself, not as 7 changed hashes."""
     if reason := unpinnable_reason():
         pytest.skip(reason)
