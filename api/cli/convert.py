@@ -7,6 +7,7 @@ checkpoint lacks).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -20,6 +21,17 @@ def _output() -> Path:
     return typer.Option(..., "-o", "--output", "--output-dir", help="Model directory to write.")
 
 
+def _ema() -> bool:
+    return typer.Option(True, "--ema/--no-ema", help="convert the EMA weights when the checkpoint has them")
+
+
+def _save(convert: Callable[..., Path], *args: object, **kwargs: object) -> None:
+    """Run a converter; a checkpoint that does not fit (a key it lacks included) exits 2 naming the problem."""
+    with caller_errors(KeyError):
+        written = convert(*args, **kwargs)
+    typer.echo(f"saved {written}")
+
+
 @app.command("wavtokenizer")
 def convert_wavtokenizer_command(
     checkpoint: Path = typer.Argument(..., help="official Lightning .ckpt or bare state-dict file"),
@@ -29,34 +41,28 @@ def convert_wavtokenizer_command(
     """Convert an official WavTokenizer checkpoint (75 or 40 tokens/s, inferred from the shapes)."""
     from tokenizers_media.audio.convert_wavtokenizer import convert_wavtokenizer
 
-    with caller_errors(KeyError):
-        written = convert_wavtokenizer(checkpoint, output, config)
-    typer.echo(f"saved {written}")
+    _save(convert_wavtokenizer, checkpoint, output, config)
 
 
 @app.command("xar")
 def convert_xar_command(
     checkpoint: Path = typer.Argument(..., help="official xAR .pth (with model / model_ema) or bare state dict"),
     output: Path = _output(),
-    ema: bool = typer.Option(True, "--ema/--no-ema", help="convert the EMA weights when the checkpoint has them"),
+    ema: bool = _ema(),
 ) -> None:
     """Convert an official xAR-B/L/H checkpoint (size inferred from the shapes)."""
     from pipelines.xar.convert import convert_checkpoint
 
-    with caller_errors(KeyError):
-        written = convert_checkpoint(checkpoint, output, use_ema=ema)
-    typer.echo(f"saved {written}")
+    _save(convert_checkpoint, checkpoint, output, use_ema=ema)
 
 
 @app.command("karl")
 def convert_karl_command(
     checkpoint: Path = typer.Argument(..., help="official KARL .pth (with ema / model and the pickled args)"),
     output: Path = _output(),
-    ema: bool = typer.Option(True, "--ema/--no-ema", help="convert the EMA weights when the checkpoint has them"),
+    ema: bool = _ema(),
 ) -> None:
     """Convert an official KARL checkpoint (VQGAN or VAE base, sizes inferred from the shapes)."""
     from pipelines.karl.convert import convert_checkpoint
 
-    with caller_errors(KeyError):
-        written = convert_checkpoint(checkpoint, output, use_ema=ema)
-    typer.echo(f"saved {written}")
+    _save(convert_checkpoint, checkpoint, output, use_ema=ema)
