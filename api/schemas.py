@@ -101,11 +101,11 @@ class JobPublic(BaseModel):
     finished_at_iso: str | None
 
     @classmethod
-    def of(cls, job: JobRecord, artifacts: ArtifactStore | None = None) -> JobPublic:
+    def of(cls, job: JobRecord, artifacts: ArtifactStore) -> JobPublic:
         """The public view of ``job``; ``artifacts`` describes its outputs in ``output_files`` (one small
-        metadata read each; without it ``output_files`` is empty: pass the service's store)."""
+        metadata read each)."""
         files = {}
-        for name, artifact_id in job.outputs.items() if artifacts is not None else ():
+        for name, artifact_id in job.outputs.items():
             try:
                 artifact = artifacts.get(artifact_id)
             except ArtifactNotFound:  # removed from disk: the bare id stays in ``outputs``
