@@ -263,3 +263,16 @@ def test_a_workflow_belongs_to_its_key(http: httpx.Client, override: Any) -> Non
     assert workflow_id not in [w["id"] for w in http.get("/v1/workflows", headers=bob).json()["data"]]
     refused = http.post("/v1/workflows", json=document, headers=bob)  # her upload is no artifact of his
     assert refused.status_code == 422 and "step 'codes' inputs.audio: no artifact" in refused.json()["detail"]
+
+
+def test_the_queue_cap_refuses_a_workflow_whose_first_steps_do_not_fit(http: httpx.Client,
+                                                                       override: Any) -> None:  # noqa: F811
+    clip = upload(http, wav_bytes(0.1))
+    step = {**SLOW, "inputs": {"audio": clip}, "params": {"seconds": 0.0}}
+    with paused_queue("audio"):
+        queued = submit(http, {"steps": {"one": step}}).json()
+        override(max_queued_jobs=2, queue_full_retry_after_s=7)
+        refused = http.post("/v1/workflows", json={"steps": {"a": step, "b": step}})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "7", refused.text
+        assert "queued" in refused.json()["detail"]
+    assert wait_workflow(http, queued["id"])["state"] == "succeeded"
