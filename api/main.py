@@ -128,21 +128,31 @@ def _allowed_methods(app: FastAPI, path: str) -> str | None:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, with the one validation body this API sends: FastAPI documents a 422 of its own
-    (``HTTPValidationError``, a list) for every route with parameters, but ``on_validation`` answers
-    ``ErrorPublic`` (one ``detail`` string)."""
-    if app.openapi_schema is None:
+    """FastAPI's document, with the one validation body this API sends (FastAPI documents a 422 of its own,
+    ``HTTPValidationError``, a list, for every route with parameters, but ``on_validation`` answers
+    ``ErrorPublic``, one ``detail`` string) and, with keys set, the bearer key each guarded operation needs (so
+    that ``/docs`` can send it). One document per key setting: tests change the settings of a running app."""
+    settings = app.state.service.settings if app.state.service is not None else get_settings()
+    keyed = bool(settings.api_keys), bool(settings.metrics_key)
+    docs: dict[tuple[bool, bool], dict[str, Any]] = app.state.openapi_docs
+    if keyed not in docs:
         doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         error = {"$ref": f"#/components/schemas/{ErrorPublic.__name__}"}
-        for operation in (op for path in doc["paths"].values() for op in path.values()):
-            for content in operation.get("responses", {}).get("422", {}).get("content", {}).values():
-                if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
-                    content["schema"] = error
-        schemas = doc.get("components", {}).get("schemas", {})
+        for path, operations in doc["paths"].items():
+            for operation in operations.values():
+                for content in operation.get("responses", {}).get("422", {}).get("content", {}).values():
+                    if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                        content["schema"] = error
+                if "401" in operation["responses"] and (keyed[0] or (path == "/metrics" and keyed[1])):
+                    operation["security"] = [{"bearer": []}]
+        components = doc.setdefault("components", {})
         for name in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(name, None)
-        app.openapi_schema = doc
-    return app.openapi_schema
+            components.get("schemas", {}).pop(name, None)
+        if any(keyed):
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "description":
+                                                        "a key of MEDIAFORGE_API_KEYS (/metrics: or the metrics key)"}}
+        docs[keyed] = doc
+    return docs[keyed]
 
 
 def create_app(service: JobService | None = None) -> FastAPI:
@@ -157,6 +167,7 @@ def create_app(service: JobService | None = None) -> FastAPI:
     dashboard.mount_static(app)
     app.add_middleware(BodyLimit)
 
+    app.state.openapi_docs = {}
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     @app.exception_handler(StarletteHTTPException)
