@@ -60,7 +60,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        app.state.service.store.event_hub.close()  # its threads must not outlive the embedded Redis
+        app.state.service.close()
         if runtime is not None:
             runtime.stop()
 

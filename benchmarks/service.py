@@ -201,6 +201,7 @@ def main() -> None:
               f"{gain:.2f}x")
         print(f"  (stdev of direct latency {statistics.pstdev(direct) * 1e3:.1f} ms; cpus: {os.cpu_count()})")
     finally:
+        service.close()
         runtime.stop()
 
 

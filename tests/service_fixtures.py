@@ -79,7 +79,9 @@ def service(service_settings: Any) -> Iterator[Any]:
 
     runtime = EmbeddedRuntime(service_settings)
     redis_url = runtime.start()
-    yield JobService(service_settings, redis_url)
+    service = JobService(service_settings, redis_url)
+    yield service
+    service.close()
     runtime.stop()
 
 

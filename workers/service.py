@@ -51,7 +51,13 @@ class JobService:
         self.owners = ArtifactOwners(self.store.redis, settings.key_prefix)
         SharedDir(self.store.redis, settings.key_prefix, settings.artifacts_root).check_and_join("api")
         configure_celery(redis_url, settings)
-        start_service_reaper(settings, redis_url)  # jobs of dead workers come back while any API lives
+        # Jobs of dead workers come back while any API lives.
+        self._reaper_stop = start_service_reaper(settings, redis_url)
+
+    def close(self) -> None:
+        """Stop the reaper and the event hub, whose threads must not outlive an embedded Redis."""
+        self._reaper_stop.set()
+        self.store.event_hub.close()
 
     # -- artifacts ------------------------------------------------------------------------------------------
     def put_artifact(self, chunks: Iterable[bytes], filename: str | None, owner: str = "anonymous") -> Artifact:

@@ -87,6 +87,7 @@ class LocalBackend:
     def close(self) -> None:
         if self._workflows is not None:
             self._workflows.close()
+        self.service.close()
 
     def submit_workflow(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
         from api.routes.workflows import WorkflowPublic
