@@ -36,7 +36,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mediaforge serve`` on a free port: the shipped zoo plus slow-echo, one worker thread, one API key."""
     root = tmp_path_factory.mktemp("dashboard")
@@ -76,8 +76,10 @@ def api(dashboard_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """Package scope: Playwright's sync API keeps an event loop running on this thread until it stops, and later
+    tests (asyncio.run) need it gone."""
     with playwright_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
                                               args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
