@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import ray
 from safetensors.numpy import load
 
@@ -98,3 +99,37 @@ def test_a_request_that_breaks_its_batch_fails_alone(service: Any, tmp_path: Pat
     assert [a["status"] for a in answers] == ["succeeded"] * 3 + ["failed"] + ["succeeded"] * 3
     assert answers[3]["error"] == {"type": "ValueError", "message": "poisoned request"}
     assert max(a["batch_size"] for a in answers) > 1  # they did meet in one batch
+
+
+POISONED = {  # kind, zoo model, good params, a request that passes the params schema but not this model
+    "image.generate": ("xar-tiny", {"class": 1, "num_inference_steps": 2}, {"class": 999, "num_inference_steps": 2}),
+    "image.tokenize": ("karl-tiny", {"target_error": 0.1}, {"max_tokens": 512}),
+    "speech.generate": ("flow-omni-tiny", {"text": "the boy", "max_seconds": 0.5},
+                        {"text": "ζζζ", "max_seconds": 0.5}),
+}
+
+
+@pytest.mark.parametrize("kind", list(POISONED))
+def test_a_model_dependent_bad_request_fails_alone_in_a_real_batch(service: Any, kind: str) -> None:
+    """Three good jobs and one the model refuses (the schema cannot know its limits) meet in one batch of the real
+    model: the three give what they give alone, the fourth fails naming its problem."""
+    from pipelines.zoo import find_zoo_model
+
+    name, good, bad = POISONED[kind]
+    model = find_zoo_model(name)
+    settings = service.settings.model_copy(update={
+        "ray_namespace": f"test-poison-{name}", "batching": {name: BatchConfig(max_batch=8, max_wait_ms=500)}})
+    host = HostPool(settings, StoreAddress.of(settings, service.redis_url)).get(model)
+    image = service.artifacts.put((Path(__file__).parents[2] / "examples" / "shapes.png").read_bytes(), "shapes.png")
+    inputs = {"image": (str(service.artifacts.path(image.id)), "shapes.png")} if kind == "image.tokenize" else {}
+    target = pipeline_target(kind, model.model_class)
+    try:
+        alone = ray.get(host.run.remote(f"{name}-alone", target, inputs, good), timeout=300)
+        params = [good, good, bad, good]
+        answers = ray.get([host.run.remote(f"{name}-{i}", target, inputs, p) for i, p in enumerate(params)],
+                          timeout=300)
+        assert [a["status"] for a in answers] == ["succeeded", "succeeded", "failed", "succeeded"], answers
+        assert answers[2]["error"]["type"] == "InputError" and max(a["batch_size"] for a in answers) > 1
+        assert all(a["outputs"].keys() == alone["outputs"].keys() for a in answers if a["status"] == "succeeded")
+    finally:
+        ray.kill(host)
