@@ -103,7 +103,8 @@ class Pipeline(ABC):
 
     @abstractmethod
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
-        """Serve a batch; the i-th result answers the i-th request."""
+        """Serve a batch of requests that passed ``check_request`` (validated once, by its one caller
+        ``workers.execute.prepare_request``); the i-th result answers the i-th request."""
 
     def check_request(self, request: Request) -> None:
         """Validate one request before any compute; raise ``InputError`` naming the problem."""

@@ -81,8 +81,6 @@ class SpeechPipeline(Pipeline):
 
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
         """Requests one by one: generation is sequential per answer, and a job streams its own progress."""
-        for request in requests:
-            self.check_request(request)
         results = []
         for n, request in enumerate(requests):
             def step(fraction: float, message: str, n: int = n) -> None:

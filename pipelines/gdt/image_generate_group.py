@@ -64,8 +64,6 @@ class GenerateGroupPipeline(Pipeline):
             raise InputError("image.generate_group needs an RGB reference image (3, H, W)")
 
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
-        for request in requests:
-            self.check_request(request)
         results = []
         for n, request in enumerate(requests):
             p = request.params

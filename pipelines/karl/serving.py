@@ -64,8 +64,6 @@ class KARLTokenizePipeline(TokenizerPipeline[ModelT]):
     @torch.inference_mode()
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
         # 1. Check inputs and bring every image to the model's input.
-        for request in requests:
-            self.check_request(request)
         c = self.model.config
         images = torch.stack([self.prepare(r.inputs["image"].pixels) for r in requests]).to(self.device)
         settings = [(r.params.max_tokens or c.max_tokens, r.params.halt_threshold or c.halt_threshold)
@@ -128,8 +126,6 @@ class KARLDetokenizePipeline(TokenizerPipeline[ModelT]):
 
     @torch.inference_mode()
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
-        for request in requests:
-            self.check_request(request)
         results: list[Result] = []
         for i, request in enumerate(requests):
             # One by one: budgets (T) may differ between files, and decoding needs no padding across them.

@@ -55,8 +55,6 @@ class GenerateSDPipeline(Pipeline):
         return cls(pipe, json.loads((model_dir / "config.json").read_text()).get("tome", {}))
 
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
-        for request in requests:
-            self.check_request(request)
         results = []
         for n, request in enumerate(requests):
             p: GenerateParams = request.params

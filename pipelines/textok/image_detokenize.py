@@ -50,8 +50,6 @@ class TexTokImageDetokenizePipeline(TexTokPipeline):
     @torch.inference_mode()
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
         # 1. Check inputs, then embed every caption in one batch.
-        for request in requests:
-            self.check_request(request)
         text = self.embed_captions([self._caption(r) for r in requests])
         # 2. Decode the batch.
         if self.model.config.bottleneck == "vq":

@@ -33,8 +33,6 @@ class TexTokImageTokenizePipeline(TexTokPipeline):
     @torch.inference_mode()
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
         # 1. Check inputs (captions included) before any compute.
-        for request in requests:
-            self.check_request(request)
         captions = [r.params.caption for r in requests]
         text = self.embed_captions(captions)
         # 2. Resize and encode the batch.

@@ -31,8 +31,6 @@ class AudioDetokenizePipeline(WavTokenizerPipeline):
 
     @torch.inference_mode()
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
-        for request in requests:
-            self.check_request(request)
         results: list[Result] = []
         for i, request in enumerate(requests):
             # Clips are decoded one by one: the backbone attends over the whole clip, so padding would change them.

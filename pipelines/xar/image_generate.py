@@ -54,7 +54,6 @@ class GenerateXARPipeline(Pipeline):
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
         labels = []
         for request in requests:
-            self.check_request(request)
             try:
                 labels.append(self.pipe.get_label_ids([request.params.class_])[0])
                 self.pipe.check_inputs(labels[-1:], request.params.num_inference_steps, 1.0, "sde")

@@ -65,7 +65,7 @@ def test_chat_answers_with_text_and_audio_from_any_sample_rate() -> None:
 def test_generate_rejects_bad_requests(generate_pipeline: SpeechGeneratePipeline, request_: Request,
                                        message: str) -> None:
     with pytest.raises(InputError, match=message):
-        generate_pipeline.run([request_])
+        generate_pipeline.check_request(request_)
 
 
 def test_chat_rejects_unusable_audio() -> None:

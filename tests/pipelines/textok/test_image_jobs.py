@@ -65,7 +65,7 @@ def test_caption_errors_are_input_errors(pipelines) -> None:
         tokenize.params_model(caption="x", target_error=0.1)
     latents = Tokens({"latents": torch.zeros(1, 32, 8)}, {})
     with pytest.raises(InputError, match="caption"):
-        detokenize.run([Request({"tokens": latents}, detokenize.params_model())])
+        detokenize.check_request(Request({"tokens": latents}, detokenize.params_model()))
 
 
 def test_detokenize_rejects_foreign_or_malformed_tokens(pipelines) -> None:
@@ -73,11 +73,11 @@ def test_detokenize_rejects_foreign_or_malformed_tokens(pipelines) -> None:
     params = detokenize.params_model(caption="a red circle")
     foreign = Tokens({"latents": torch.zeros(1, 32, 8)}, {"model": "other", "model_sha": "0" * 16})
     with pytest.raises(InputError, match="made by model 'other'"):
-        detokenize.run([Request({"tokens": foreign}, params)])
+        detokenize.check_request(Request({"tokens": foreign}, params))
     with pytest.raises(InputError, match=r"shape \(1, 32, 8\)"):
-        detokenize.run([Request({"tokens": Tokens({"latents": torch.zeros(1, 16, 8)})}, params)])
+        detokenize.check_request(Request({"tokens": Tokens({"latents": torch.zeros(1, 16, 8)})}, params))
     with pytest.raises(InputError, match="'latents' tensor"):
-        detokenize.run([Request({"tokens": Tokens({"codes": torch.zeros(1, 32, dtype=torch.long)})}, params)])
+        detokenize.check_request(Request({"tokens": Tokens({"codes": torch.zeros(1, 32, dtype=torch.long)})}, params))
 
 
 @pytest.mark.slow
