@@ -81,14 +81,10 @@ def invoke(*args: str) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> Converted:
-    """The recipe in the official layout (the reference key order when present), saved as the official training
+    """The recipe in the official layout (the released key order), saved as the official training
     code saves it, then converted by ``mediaforge convert karl`` (the 1.1 GB ``.pth`` is deleted after)."""
     reference = REFERENCE / "karl_small_vqgan_state_dict.json"
-    if reference.is_file():
-        layout = {k: tuple(v) for k, v in json.loads(reference.read_text()).items()}
-    else:
-        with torch.device("meta"):
-            layout = {k: tuple(v.shape) for k, v in KARLOfficial.from_preset("paper-small").state_dict().items()}
+    layout = {k: tuple(v) for k, v in json.loads(reference.read_text()).items()}
     state = recipe_state_dict(layout, 1234, HALTING_BIAS["vqgan"])
     root = tmp_path_factory.mktemp("karl-paper")
     args = argparse.Namespace(model="karl_small", base_tokenizer="vqgan", quantize_latent=True, factorize_latent=True,

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 GOLDEN = Path(os.environ.get("KARL_GOLDEN_DIR", Path(__file__).parents[2] / "data" / "karl_golden"))
 SEED = int(os.environ.get("KARL_GOLDEN_SEED", "1234"))
-REFERENCE = Path(__file__).parents[4] / "shared" / "reference"
+REFERENCE = Path(__file__).parents[2] / "data" / "karl_reference"
+"""The released state dicts' key -> shape layouts (copied from ../shared/reference, facts about the official code)."""
 PRESETS = {"vqgan": "paper-small", "vae": "paper-small-vae"}
 README_SEED_1234 = {"vqgan": [(256, 0.05, 199), (128, 0.1, 112)], "vae": [(256, 0.05, 172), (128, 0.1, 108)]}
 """(T, eps, active count) of each seed-1234 case as the golden README states them (its summaries are not copied);
@@ -124,7 +125,6 @@ def golden_run(request: pytest.FixtureRequest) -> Iterator[GoldenRun]:
     yield GoldenRun(model, base_latent, cases, outputs)
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference layouts not present")
 @pytest.mark.parametrize("variant", sorted(PRESETS))
 def test_layout_is_the_official_one(variant: str) -> None:
     with torch.device("meta"):
