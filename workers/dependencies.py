@@ -36,6 +36,7 @@ from typing import Any
 from pipelines.base import InputError
 from workers.keyspace import Keyspace
 from workers.records import TERMINAL, JobRecord, decode_record
+from workers.retry import STORE_FAULTS
 from workers.service import JobService, QueueFull
 from workers.store import IdempotencyConflict
 from workers.workflows import CheckedWorkflow, StepSpec, WorkflowSpec, check_workflow
@@ -254,6 +255,8 @@ class WorkflowRunner(Keyspace):
             try:
                 for workflow_id in self.redis.zrange(self._k("workflows", "active"), 0, 999):
                     self.advance(workflow_id)
+            except STORE_FAULTS as err:  # Redis restarting (or gone at shutdown): the next pass tries again
+                logger.warning("workflows: pass skipped (%s)", err)
             except Exception:  # the driver must outlive any one bad pass
                 logger.exception("workflows: pass failed")
 
