@@ -11,6 +11,8 @@ from pipelines.registry import PIPELINES, JobKind, import_pipeline
 from pipelines.zoo import ModelRef
 from workers.artifacts import Artifact, ArtifactNotFound, ArtifactStore
 from workers.jobspec import JobSpec
+from workers.placement import ModelNeeds
+from workers.settings import BatchConfig
 from workers.store import JobError, JobRecord, State
 
 JobCreate = JobSpec
@@ -150,6 +152,8 @@ class ModelPublic(BaseModel):
     model_class: str
     kinds: list[str]
     loaded: list[HostPublic] = Field(description="model hosts (Ray actors) holding this model now")
+    batching: BatchConfig = Field(description="dynamic batching of its host (MEDIAFORGE_BATCH_* / BATCHING)")
+    needs: ModelNeeds = Field(description="where its host may run (serving.json beside its weights)")
 
 
 class ModelsPublic(BaseModel):

@@ -1,4 +1,5 @@
-"""``/v1/models``: the zoo, the job kinds each model serves, and which hosts hold it now."""
+"""``/v1/models``: the zoo, the job kinds each model serves, its batching and placement needs, and which hosts
+hold it now."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from api.schemas import CALLER_ERRORS, HostPublic, ModelPublic, ModelsPublic
 from pipelines.registry import kinds_for_model_class
 from pipelines.zoo import list_models
 from workers.hosts import HOST_PREFIX, list_hosts
+from workers.placement import ModelNeeds
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=CALLER_ERRORS)
 
@@ -22,5 +24,6 @@ async def read_models(*, settings: SettingsDep, _caller: CallerDep) -> ModelsPub
     for host in hosts:
         by_model.setdefault(host["name"].removeprefix(HOST_PREFIX), []).append(HostPublic.model_validate(host))
     data = [ModelPublic(name=m.name, model_class=m.model_class, kinds=kinds_for_model_class(m.model_class),
-                        loaded=by_model.get(m.name, [])) for m in list_models()]
+                        loaded=by_model.get(m.name, []), batching=settings.batch_config(m.name),
+                        needs=ModelNeeds.of(m.path)) for m in list_models()]
     return ModelsPublic(data=data, count=len(data))

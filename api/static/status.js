@@ -1,4 +1,4 @@
-// Models (the zoo, the kinds each serves, which Ray hosts hold it) and Workers (what Flower shows: Celery workers
+// Models (the zoo, the kinds each serves, its batching and placement needs, which Ray hosts hold it) and Workers (what Flower shows: Celery workers
 // and their queues, queue depth, jobs per minute and run latency over the last hour as a small SVG chart).
 
 import { getJSON } from "./api.js";
@@ -14,8 +14,11 @@ function table(id, columns, rows) {
 
 export async function renderModels(view, signal) {
   const models = await getJSON("/v1/models", { signal });
-  view.append(h("h1", {}, "Models"), table("models", ["name", "class", "kinds", "loaded on"], models.data.map((m) => [
+  const columns = ["name", "class", "kinds", "batching", "needs", "loaded on"];
+  view.append(h("h1", {}, "Models"), table("models", columns, models.data.map((m) => [
     m.name, m.model_class, m.kinds.join(", "),
+    `max ${m.batching.max_batch} · wait ${m.batching.max_wait_ms} ms`,
+    `GPU ${m.needs.gpu}` + (m.needs.memory_mb ? ` · ${m.needs.memory_mb} MB` : ""),
     m.loaded.length ? h("div", {}, m.loaded.map((host) => h("div", {},
       `${host.node_id.slice(0, 12)} · ${host.device} · ${host.inflight} in flight · ${host.batches} batches · `
       + `${bytes(host.memory_bytes)}`))) : h("span", { class: "muted" }, "not loaded"),

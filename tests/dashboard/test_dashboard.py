@@ -185,6 +185,7 @@ def test_api_key_asked_once_wrong_refused_right_works(browser: Any, dashboard_ur
     assert API_KEY not in browser_page.url
     browser_page.click("header nav >> text=Models")  # the key is kept: no second question
     browser_page.locator("#models").wait_for()
+    assert "max 16" in browser_page.locator("#models").inner_text()  # batch settings shown
     assert not dialog.is_visible()
     console.check(401)
     browser_page.context.close()
