@@ -104,9 +104,14 @@ def test_ten_independent_steps_run_concurrently(http: httpx.Client) -> None:
     ten = wait_workflow(http, submit(http, {"steps": {f"s{i}": step for i in range(10)}}).json()["id"])
     wall = time.monotonic() - start
     assert one["state"] == ten["state"] == "succeeded", ten
-    assert len({s["job_id"] for s in ten["steps"].values()}) == 10
-    print(f"workflows: one 2 s step {single:.1f} s, ten independent steps {wall:.1f} s")
-    assert wall < 5 * single, (wall, single)
+    jobs = [http.get(f"/v1/jobs/{s['job_id']}").json() for s in ten["steps"].values()]
+    assert len({job["id"] for job in jobs}) == 10
+    # Concurrency from the records, not a stopwatch: the most steps running at one moment (a step's start).
+    running_together = max(sum(other["started_at"] <= job["started_at"] < other["finished_at"] for other in jobs)
+                           for job in jobs)
+    print(f"workflows: one 2 s step {single:.1f} s, ten independent steps {wall:.1f} s, "
+          f"{running_together} running together")
+    assert running_together >= 5, jobs  # 8 here (the test service runs 8 jobs at once); one at a time would be 1
 
 
 @pytest.mark.parametrize(("steps", "named"), [
