@@ -115,7 +115,6 @@ class ModelHost:
         self._heartbeat: asyncio.Task | None = None
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """The last ``ANSWERS_KEPT`` answers given, by job id."""
-        self._lock = threading.Lock()
         # One batch at a time on the model: batches queue up behind each other, which is what lets them grow.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         # Recording runs beside the model, so a slow or briefly unreachable store never holds up the next batch.
@@ -221,10 +220,13 @@ class ModelHost:
         while len(self._answers) > ANSWERS_KEPT:
             self._answers.popitem(last=False)
 
+    def _record_one(self, job_id: str, answer: dict[str, Any]) -> str:
+        return until_reachable(lambda: record_answer(self.store, job_id, answer), self.address.retry_s,
+                               f"recording job {job_id}")
+
     def _record_again(self, job_id: str, answer: dict[str, Any]) -> dict[str, Any]:
         try:
-            state = until_reachable(lambda: record_answer(self.store, job_id, answer), self.address.retry_s,
-                                    f"recording job {job_id}")
+            state = self._record_one(job_id, answer)
         except Exception:
             logger.exception("could not record job %s", job_id)
             state = None
@@ -232,8 +234,7 @@ class ModelHost:
 
     def _record(self, batch: list[_Call], answers: list[dict[str, Any]]) -> list[str]:
         self.store.metrics.observe("batch_size", self.model_name, len(batch))
-        return [until_reachable(lambda c=call, a=answer: record_answer(self.store, c.job_id, a), self.address.retry_s,
-                                f"recording job {call.job_id}") for call, answer in zip(batch, answers, strict=True)]
+        return [self._record_one(call.job_id, answer) for call, answer in zip(batch, answers, strict=True)]
 
     def _pipeline(self, target: str) -> Pipeline:
         if target not in self._pipelines:

@@ -56,10 +56,6 @@ class Leases(Keyspace):
         args = [job_id, holder, int(ttl_s * 1000), int(time.time() * 1000)]
         return bool(self._acquire(keys=self._keys(job_id), args=args))
 
-    def renew(self, job_id: str, holder: str, ttl_s: float) -> bool:
-        args = [job_id, holder, int(ttl_s * 1000), int(time.time() * 1000)]
-        return bool(self._renew(keys=self._keys(job_id), args=args))
-
     def hold(self, holders: dict[str, str], ttl_s: float) -> None:
         """Renew the leases of many jobs in one round trip (a model host holds every job it has); a lease the store
         lost (a restart that dropped its last writes) is taken again if it is free."""

@@ -141,11 +141,9 @@ def _sleep_holding(ctx: WorkerContext, job_id: str, holder: str, seconds: float)
 
 
 def _heartbeat(ctx: WorkerContext, job_id: str, holder: str) -> None:
-    """Renew the lease; if Redis lost it (a restart that dropped the last writes), take it again."""
+    """Renew the lease (``Leases.hold``: one Redis lost in a restart is taken again)."""
     try:
-        lease_s = ctx.settings.job_lease_s
-        if not ctx.store.leases.renew(job_id, holder, lease_s):
-            ctx.store.leases.acquire(job_id, holder, lease_s)
+        ctx.store.leases.hold({job_id: holder}, ctx.settings.job_lease_s)
     except STORE_FAULTS as err:  # the host keeps working; the lease is renewed once Redis is back
         logger.warning("job %s: lease not renewed (%s)", job_id, err)
 

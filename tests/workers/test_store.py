@@ -277,7 +277,13 @@ def test_a_lost_subscription_is_renewed_and_rereads_every_stream(store: JobStore
 def test_lease_is_exclusive_until_released_or_expired(store: JobStore) -> None:
     assert store.leases.acquire("j", "a", 5)
     assert not store.leases.acquire("j", "b", 5)
-    assert not store.leases.renew("j", "b", 5) and store.leases.renew("j", "a", 5)
+    def lease_ms() -> int:
+        return store.redis.pttl(f"{store.prefix}:lease:j")
+
+    store.leases.hold({"j": "b"}, 60)  # not b's: neither extended nor taken
+    assert store.leases.holder("j") == "a" and lease_ms() <= 5000
+    store.leases.hold({"j": "a"}, 60)
+    assert store.leases.holder("j") == "a" and lease_ms() > 5000
     store.leases.release("j", "b")  # not b's to release
     assert not store.leases.acquire("j", "b", 5)
     store.leases.release("j", "a")
