@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 
 from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed, names_model
+from pipelines.data.dialogue import ANSWER_SPEED
 from pipelines.flow_omni.generate import GenerationOptions, stream
 from pipelines.flow_omni.model import FlowOmni
 from pipelines.media import Audio
@@ -26,6 +27,9 @@ from tokenizers_media.speech.griffin_lim import griffin_lim
 from tokenizers_media.speech.vocoder import MelVocoder, StreamingVocoder, Vocode
 
 GRIFFIN_LIM = "griffin-lim"
+ANSWER_CHARS_PER_SECOND = ANSWER_SPEED * 5 / 60
+"""The training answer voice's pace (espeak's words a minute, five characters a word): 13.75 a second, the pace
+flow-omni-tiny speaks at (28 characters in 2.0 s)."""
 DEFAULT_VOCODER = "vocoder-tiny"
 
 
@@ -62,6 +66,13 @@ class Spoken:
     stopped: bool
 
 
+def spoken_fraction(groups: int, expected: int, max_groups: int) -> float:
+    """How far an answer is after ``groups``: against its expected length (the text's, at the answer voice's
+    pace), or the cap where that is shorter; below 1 until the stream stops (the model decides when), so an answer
+    longer than expected creeps towards 1 instead of passing it."""
+    return min(0.99, groups / min(max_groups, max(expected, groups + 1)))
+
+
 class SpeechPipeline(Pipeline):
     """Base of the speech pipelines: holds a Flow-Omni model and loads vocoders by name on first use."""
 
@@ -90,6 +101,11 @@ class SpeechPipeline(Pipeline):
             results.append(self.answer(request, step))
         return results
 
+    def expected_groups(self, characters: int) -> int:
+        """Frame groups an answer of ``characters`` takes in the voice the served models learned to answer in."""
+        groups_per_second = self.model.config.mel_spec.frame_rate / self.model.config.frames_per_step
+        return round(characters / ANSWER_CHARS_PER_SECOND * groups_per_second)
+
     def vocoder(self, name: str) -> Vocode:
         if name not in self._vocoders:
             if name == GRIFFIN_LIM:
@@ -107,13 +123,14 @@ class SpeechPipeline(Pipeline):
 
     def speak(self, task: str, params: SpeechParams, progress: ProgressCallback | None, text: str | None = None,
               speech_mel: torch.Tensor | None = None) -> Spoken:
-        """Stream one answer: text pieces into progress messages, frame groups into the chunked vocoder."""
+        """Stream one answer: text pieces into progress messages, frame groups into the chunked vocoder; progress
+        counts the groups against the answer's expected length (``spoken_fraction``), not the length cap."""
         vocoder = StreamingVocoder(self.vocoder(params.vocoder), self.model.config.hop_length)
         frame_rate = self.model.config.mel_spec.frame_rate
         max_groups = max(1, int(params.max_seconds * frame_rate / self.model.config.frames_per_step))
         options = GenerationOptions(flow_steps=params.num_inference_steps, temperature=params.temperature,
                                     max_groups=max_groups, seed=params.seed)
-        start, first_audio, said, chunks, groups = time.perf_counter(), None, "", [], 0
+        start, first_audio, said, chunks, groups, shown = time.perf_counter(), None, "", [], 0, 0.0
         for event in stream(self.model, task, text=text, speech_mel=speech_mel, options=options):
             said += event.text
             if event.frames is None:
@@ -125,7 +142,9 @@ class SpeechPipeline(Pipeline):
                 first_audio = first_audio if first_audio is not None else time.perf_counter() - start
             if progress and groups % 8 == 0:
                 seconds = groups * self.model.config.frames_per_step / frame_rate
-                progress(min(0.99, groups / max_groups), f"{seconds:.1f} s of audio; text: {said.strip()}")
+                expected = self.expected_groups(len(text or said.strip()))  # tts: all it says; s2s: so far
+                shown = max(shown, spoken_fraction(groups, expected, max_groups))
+                progress(shown, f"{seconds:.1f} s of audio; text: {said.strip()}")
         tail = vocoder.flush()
         if tail.numel():
             chunks.append(tail[0])

@@ -34,12 +34,10 @@ class AudioTokenizePipeline(WavTokenizerPipeline):
         # 2. Encode the batch padded, with lengths, so unequal clips give the codes they give alone.
         lengths = torch.tensor([c.numel() for c in clips])
         batch = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True).to(self.device)
-        if progress:
-            progress(0.1, f"encoding {len(clips)} clip(s)")
         codes = self.model.encode(batch, lengths=lengths.to(batch.device)).cpu()
         frames = (lengths + self.model.hop_length - 1) // self.model.hop_length
-        if progress:
-            progress(1.0, "encoded")
+        if progress:  # one forward pass for the batch: nothing to count before it ends
+            progress(1.0, f"encoded {len(clips)} clip(s)")
         # 3. One tokens file per clip.
         return [{"tokens": Tokens({"codes": codes[i : i + 1, :, : int(f)].contiguous()}, self._metadata(int(n)))}
                 for i, (f, n) in enumerate(zip(frames, lengths, strict=True))]
