@@ -93,6 +93,7 @@ class JobPublic(BaseModel):
     outputs: dict[str, str] = Field(description="output name -> artifact id (GET /v1/artifacts/{id})")
     error: JobError | None
     attempts: int
+    host: str | None = Field(None, description="the model host replica that last started it (host:<model>:<i>)")
     output_files: dict[str, OutputFile] = Field(description="output name -> its artifact's id, download URL, "
                                                 "media type and size")
     created_at: float
@@ -140,6 +141,7 @@ class ArtifactPublic(BaseModel):
 
 
 class HostPublic(BaseModel):
+    name: str = Field(description="the replica's Ray actor name, host:<model>:<i>")
     node_id: str
     device: str
     inflight: int

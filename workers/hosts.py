@@ -1,4 +1,4 @@
-"""Ray model hosts: one named, detached actor per model (``host:<model>``) that keeps the pipelines warm.
+"""Ray model hosts: named, detached actors (``host:<model>:<i>``, a model's replicas) that keep pipelines warm.
 
 Celery tasks call ``ModelHost.run(job_id, pipeline, input paths, params)`` with the pipeline target and params
 the service resolved and validated at submit; the host gathers calls that arrive
@@ -10,9 +10,7 @@ running it again, and a call for a job it answered lately gets that answer again
 store that lost its last writes in a crash (Redis's ``appendfsync everysec``) re-queues such a job, and it must
 not run twice. Only paths and small dicts cross Celery and Ray; the tensors stay in the host.
 
-``HostPool`` (in each Celery worker) finds or creates hosts where their model's needs can be met
-(workers/placement.py: a GPU where the model requires or prefers one, memory), and
-kills the least recently used idle hosts when the models' estimated memory passes the budget.
+Each model runs as replicas of this host spread over the Ray nodes (``host:<model>:<i>``, workers/replicas.py).
 """
 
 from __future__ import annotations
@@ -33,11 +31,9 @@ import ray
 
 from pipelines.base import InputError, JobCancelled, Pipeline, Request
 from pipelines.registry import import_pipeline
-from pipelines.zoo import ModelRef
 from workers.artifacts import ArtifactStore
 from workers.execute import InputFile, encode_result, prepare_request
 from workers.jobspec import parse_params
-from workers.placement import ModelNeeds, actor_options
 from workers.retry import STORE_FAULTS, until_reachable
 from workers.settings import BatchConfig, Settings
 from workers.store import JobError, JobStore
@@ -81,10 +77,6 @@ class _Call:
     future: asyncio.Future = field(repr=False)
 
 
-def host_name(model: ModelRef) -> str:
-    return HOST_PREFIX + model.name
-
-
 def estimate_host_bytes(model_dir: Path) -> int:
     """Weights twice (the loaded module plus working memory) and the process itself."""
     weights = sum(p.stat().st_size for p in Path(model_dir).glob("*.safetensors"))
@@ -94,9 +86,9 @@ def estimate_host_bytes(model_dir: Path) -> int:
 class ModelHost:
     """The actor body (wrapped with ``ray.remote`` by ``HostPool``). Async: batches and answers concurrently."""
 
-    def __init__(self, model_name: str, model_dir: str, artifacts_root: str, batching: dict[str, float],
+    def __init__(self, name: str, model_name: str, model_dir: str, artifacts_root: str, batching: dict[str, float],
                  device: str, max_audio_seconds: float, store: StoreAddress) -> None:
-        self.model_name, self.model_dir = model_name, Path(model_dir)
+        self.name, self.model_name, self.model_dir = name, model_name, Path(model_dir)
         self.store = JobStore.from_url(store.redis_url, prefix=store.prefix, job_ttl_s=store.job_ttl_s)
         self.address = store
         self.artifacts = ArtifactStore(Path(artifacts_root))
@@ -175,10 +167,10 @@ class ModelHost:
                 logger.warning("job leases not renewed (%s)", err)
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.model_name, "memory_bytes": self.memory_bytes, "last_used": self.last_used,
-                "inflight": self.inflight, "batches": self.batches, "device": str(self.device),
-                "pipelines": sorted(self._pipelines), "node_id": ray.get_runtime_context().get_node_id(),
-                "pid": os.getpid()}
+        return {"name": self.name, "model": self.model_name, "memory_bytes": self.memory_bytes,
+                "last_used": self.last_used, "inflight": self.inflight, "batches": self.batches,
+                "device": str(self.device), "pipelines": sorted(self._pipelines),
+                "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
     async def _batcher(self, pipeline: str, queue: asyncio.Queue[_Call]) -> None:
         """Take the first waiting call, gather more until ``max_batch`` or ``max_wait``, run them together."""
@@ -263,7 +255,7 @@ class ModelHost:
 
     def _read_cancels(self, job_ids: list[str]) -> None:
         try:
-            self._cancelled |= self.store.cancels_requested(job_ids)
+            self._cancelled |= self.store.claim(job_ids, self.name)
         except STORE_FAULTS as err:
             logger.warning("cancel requests not read (%s)", err)
 
@@ -350,59 +342,6 @@ def _pick_device(device: str) -> str:
 
 
 RemoteModelHost = ray.remote(ModelHost)
-
-
-class HostPool:
-    """Finds or creates ``host:<model>`` actors for one Celery worker process; caches the handles."""
-
-    def __init__(self, settings: Settings, store: StoreAddress) -> None:
-        self.settings, self.store = settings, store
-        self._handles: dict[str, Any] = {}
-        self._lock = threading.RLock()
-
-    def get(self, model: ModelRef) -> Any:
-        name = host_name(model)
-        with self._lock:
-            handle = self._handles.get(name)
-            if handle is None:
-                handle = self._handles[name] = self._find_or_create(model, name)
-        return handle
-
-    def forget(self, model: ModelRef) -> None:
-        """Drop a cached handle (its actor died); the next ``get`` finds or creates a fresh one."""
-        with self._lock:
-            self._handles.pop(host_name(model), None)
-
-    def _find_or_create(self, model: ModelRef, name: str) -> Any:
-        namespace = self.settings.ray_namespace
-        try:
-            return ray.get_actor(name, namespace=namespace)
-        except ValueError:
-            pass
-        # Explicit resources are held for the actor's life (Ray's 1-CPU default would cap hosts per node).
-        options = actor_options(ModelNeeds.of(model.path), self.settings, model.name)
-        self._make_room(estimate_host_bytes(model.path))
-        logger.info("starting model host %s (%s)", name, options)
-        return RemoteModelHost.options(
-            name=name, namespace=namespace, lifetime="detached", get_if_exists=True, max_concurrency=1000, **options,
-        ).remote(model.name, str(model.path), str(self.settings.artifacts_root),
-                 self.settings.batch_config(model.name).model_dump(), self.settings.device,
-                 self.settings.max_audio_seconds, self.store)
-
-    def _make_room(self, needed: int) -> None:
-        """Kill least recently used idle hosts until ``needed`` more bytes fit in the memory budget."""
-        budget = self.settings.host_memory_budget_mb * 1024 * 1024
-        hosts = list_hosts(self.settings.ray_namespace)
-        used = sum(h["memory_bytes"] for h in hosts)
-        for host in sorted(hosts, key=lambda h: h["last_used"]):
-            if used + needed <= budget:
-                break
-            if host["inflight"] == 0:
-                logger.info("unloading model host %s (LRU, memory budget)", host["name"])
-                ray.kill(host["handle"])
-                used -= host["memory_bytes"]
-                with self._lock:
-                    self._handles.pop(host["name"], None)
 
 
 def init_ray(**kwargs: Any) -> None:

@@ -62,3 +62,11 @@ def actor_options(needs: ModelNeeds, settings: Settings, model_name: str) -> dic
                                  f"node of the Ray cluster has {largest / 2**20:.0f} MB for tasks")
         options["memory"] = memory
     return options
+
+
+def eligible_nodes(options: dict[str, Any]) -> list[str]:
+    """Ids of the live nodes whose resources could ever hold a host with these actor options (zero-CPU nodes
+    cannot hold a host that asks for a share of a CPU)."""
+    wants = {"CPU": options.get("num_cpus", 0), "GPU": options.get("num_gpus", 0), "memory": options.get("memory", 0)}
+    return [node["NodeID"] for node in ray.nodes()
+            if node["Alive"] and all(node["Resources"].get(k, 0.0) >= v for k, v in wants.items() if v)]

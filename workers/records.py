@@ -53,6 +53,8 @@ class JobRecord(BaseModel):
     spec_hash: str = ""
     target: JobTarget | None = None
     """None only on records written before jobs were resolved at submit."""
+    host: str | None = None
+    """The model host replica (``host:<model>:<i>``) that last started it."""
 
     @property
     def finished(self) -> bool:

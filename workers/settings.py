@@ -28,6 +28,14 @@ class BatchConfig(BaseModel):
     max_wait_ms: float = Field(0.0, ge=0.0, le=10_000.0)
 
 
+class ReplicaConfig(BaseModel):
+    """How many replicas of one model's host the cluster keeps: at least ``min`` once the model has been asked
+    for, up to ``max`` under load (0: one per Ray node that can host it)."""
+
+    min: int = Field(1, ge=1, le=256)
+    max: int = Field(0, ge=0, le=256)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEDIAFORGE_", extra="ignore")
 
@@ -81,8 +89,17 @@ class Settings(BaseSettings):
     host_call_timeout_s: float = Field(3600.0, gt=0)
     host_memory_budget_mb: float = Field(8192.0, gt=0, description="LRU-unload model hosts past this")
     host_num_gpus: float = Field(1.0, ge=0, description="GPUs per host where the cluster has any")
-    host_num_cpus: float = Field(0.0, ge=0, description="CPUs a host holds in Ray (0: only the memory budget "
-                                 "limits how many models a node keeps)")
+    host_num_cpus: float = Field(0.01, ge=0, description="CPUs a host holds in Ray: a token share, so only nodes "
+                                 "with CPUs get hosts (Celery and API hosts join as zero-CPU nodes) and only the "
+                                 "memory budget limits how many models a node keeps")
+    replicas_min: int = Field(1, ge=1, le=256, description="replicas each model keeps once asked for")
+    replicas_max: int = Field(0, ge=0, le=256, description="replicas a model may grow to under load; 0: one per "
+                              "Ray node that can host it")
+    replica_target_inflight: int = Field(16, ge=1, description="add a replica when the calls in flight per "
+                                         "replica reach this")
+    replica_idle_s: float = Field(300.0, gt=0, description="a replica above the minimum is stopped after this "
+                                  "long without a call")
+    replicas: dict[str, ReplicaConfig] = Field(default_factory=dict, description="per model name overrides (JSON)")
     batch_max_size: int = Field(16, ge=1)
     batch_max_wait_ms: float = Field(0.0, ge=0, description="0: continuous batching (see BatchConfig)")
     batching: dict[str, BatchConfig] = Field(default_factory=dict, description="per model name overrides (JSON)")
@@ -112,6 +129,10 @@ class Settings(BaseSettings):
     @property
     def artifacts_root(self) -> Path:
         return self.artifacts_dir or self.data_dir / "artifacts"
+
+    def replica_config(self, model_name: str) -> ReplicaConfig:
+        default = ReplicaConfig(min=self.replicas_min, max=self.replicas_max)
+        return self.replicas.get(model_name, default)
 
     def batch_config(self, model_name: str) -> BatchConfig:
         default = BatchConfig(max_batch=self.batch_max_size, max_wait_ms=self.batch_max_wait_ms)

@@ -102,6 +102,13 @@ redis.call('PUBLISH', KEYS[2], cjson.encode({state = 'running', progress = tonum
 return 1
 """
 
+# KEYS: job hash. ARGV: the model host starting it. Names the host on a running job, returns its cancel flag.
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return redis.call('HGET', KEYS[1], 'cancel_requested') end
+redis.call('HSET', KEYS[1], 'host', ARGV[1])
+return redis.call('HGET', KEYS[1], 'cancel_requested')
+"""
+
 # KEYS: job hash, jobs index, queued-per-family counters, entered-state counters, lease deadlines; with an
 #       Idempotency-Key also its key, and the hash of the job it named when the caller found that job expired.
 # ARGV: job id, created_at, dispatch deadline, idempotency ttl, that expired job's id (or ''), family, kind, then
@@ -156,6 +163,7 @@ class JobStore(Keyspace):
         self.job_ttl_s, self.idempotency_ttl_s = job_ttl_s, idempotency_ttl_s
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
+        self._claim = client.register_script(_CLAIM)
         self._create = client.register_script(_CREATE)
         self.event_hub = EventHub(client, self.events_channel(""), self._read_many)
         """The process's one subscription to job events, shared by every open stream (workers/events.py)."""
@@ -297,10 +305,12 @@ class JobStore(Keyspace):
             replies = pipe.execute()
         return {job_id for job_id, flag in zip(job_ids, replies[1::2], strict=True) if flag == "1"}
 
-    def cancels_requested(self, job_ids: list[str]) -> set[str]:
+    def claim(self, job_ids: list[str], host: str) -> set[str]:
+        """A model host starting a batch: names itself on each running job (a redelivered job is then sent back
+        to the replica that has it) and returns the ids whose cancel was requested, in one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(self.job_key(job_id), "cancel_requested")
+                self._claim(keys=[self.job_key(job_id)], args=[host], client=pipe)
             flags = pipe.execute()
         return {job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == "1"}
 

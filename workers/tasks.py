@@ -29,9 +29,10 @@ from pipelines.base import InputError
 from pipelines.zoo import ModelRef
 from workers.artifacts import ArtifactNotFound, ArtifactStore
 from workers.celery_app import app
-from workers.hosts import HostPool, StoreAddress, failed_answer, init_ray, record_answer
+from workers.hosts import StoreAddress, failed_answer, init_ray, record_answer
 from workers.jobspec import JobSpec, resolve_job
 from workers.reaper import start_service_reaper
+from workers.replicas import HostPool
 from workers.retry import STORE_FAULTS, until_reachable
 from workers.settings import Settings, get_settings
 from workers.store import JobRecord, JobStore, JobTarget
@@ -156,11 +157,12 @@ def _execute(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
     except (InputError, ArtifactNotFound) as err:
         return failed_answer(err)
     model = ModelRef(target.model_name, Path(target.model_dir), target.model_class)
-    try:
-        return _call_host(ctx, job, model, target.pipeline, inputs, holder)
-    except HOST_LOST:
-        ctx.hosts.forget(model)
-        raise
+    with ctx.hosts.using(model, prefer=job.host) as replica:
+        try:
+            return _call_host(ctx, job, replica.handle, target.pipeline, inputs, holder)
+        except HOST_LOST:
+            ctx.hosts.forget(model, replica.name)
+            raise
 
 
 def _resolve_legacy(job: JobRecord) -> JobTarget:
@@ -168,11 +170,10 @@ def _resolve_legacy(job: JobRecord) -> JobTarget:
     return resolve_job(JobSpec(kind=job.kind, model=job.model, inputs=job.inputs, params=job.params)).target
 
 
-def _call_host(ctx: WorkerContext, job: JobRecord, model: ModelRef, pipeline: str,
+def _call_host(ctx: WorkerContext, job: JobRecord, host: Any, pipeline: str,
                inputs: dict[str, tuple[str, str]], holder: str) -> dict[str, Any]:
     """Wait for the host's answer, renewing the lease meanwhile (the host renews it too, and reports the job's
     progress and reads its cancel request in the store itself)."""
-    host = ctx.hosts.get(model)
     ref = host.run.remote(job.id, pipeline, inputs, job.params, holder)
     deadline = time.monotonic() + ctx.settings.host_call_timeout_s
     while True:

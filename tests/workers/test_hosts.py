@@ -14,7 +14,8 @@ from pipelines.registry import pipeline_target
 from pipelines.zoo import ModelRef
 from tests.service_fixtures import wav_bytes
 from tests.slow_pipeline import MODEL_CLASS
-from workers.hosts import HostPool, StoreAddress, estimate_host_bytes, list_hosts
+from workers.hosts import StoreAddress, estimate_host_bytes, list_hosts
+from workers.replicas import HostPool
 from workers.settings import BatchConfig
 
 
@@ -23,7 +24,7 @@ def test_concurrent_calls_are_batched_and_match_single_calls(service: Any, wavto
         "ray_namespace": "test-batching",
         "batching": {"batched-tiny": BatchConfig(max_batch=8, max_wait_ms=200)}})
     pool = HostPool(settings, StoreAddress.of(settings, service.redis_url))
-    host = pool.get(ModelRef("batched-tiny", wavtokenizer_tiny_dir, "WavTokenizer"))
+    host = pool.pick(ModelRef("batched-tiny", wavtokenizer_tiny_dir, "WavTokenizer")).handle
     # Unequal lengths: each job's answer must have its own clip's frame count (no mix-ups inside a batch).
     clips = [service.artifacts.put(wav_bytes(0.3 + 0.1 * i, freq=150.0 + 40 * i), f"c{i}.wav") for i in range(6)]
     target = pipeline_target("audio.tokenize", "WavTokenizer")
@@ -67,18 +68,18 @@ def test_least_recently_used_idle_host_is_unloaded_past_the_budget(service: Any,
     inputs = {"audio": (str(service.artifacts.path(clip.id)), "c.wav")}
     target = pipeline_target("audio.tokenize", MODEL_CLASS)
     for ref in refs[:2]:
-        assert ray.get(pool.get(ref).run.remote("j", target, inputs, {"seconds": 0}), timeout=300)["status"] == \
-            "succeeded"
+        host = pool.pick(ref).handle
+        assert ray.get(host.run.remote("j", target, inputs, {"seconds": 0}), timeout=300)["status"] == "succeeded"
         time.sleep(0.05)
-    assert sorted(h["name"] for h in list_hosts("test-lru")) == ["host:lru-0", "host:lru-1"]
-    pool.get(refs[2])  # a third host does not fit: lru-0, used longest ago, goes
+    assert sorted(h["name"] for h in list_hosts("test-lru")) == ["host:lru-0:0", "host:lru-1:0"]
+    pool.pick(refs[2])  # a third host does not fit: lru-0, used longest ago, goes
     deadline = time.monotonic() + 180  # a new actor can take over a minute to start on a loaded 2-core machine
     while time.monotonic() < deadline:
         names = sorted(h["name"] for h in list_hosts("test-lru"))
-        if names == ["host:lru-1", "host:lru-2"]:
+        if names == ["host:lru-1:0", "host:lru-2:0"]:
             break
         time.sleep(0.2)
-    assert names == ["host:lru-1", "host:lru-2"]
+    assert names == ["host:lru-1:0", "host:lru-2:0"]
     for name in names:
         ray.kill(ray.get_actor(name, namespace="test-lru"))
 
@@ -89,8 +90,8 @@ def test_a_request_that_breaks_its_batch_fails_alone(service: Any, tmp_path: Pat
 
     settings = service.settings.model_copy(update={
         "ray_namespace": "test-poison", "batching": {"poison-echo": BatchConfig(max_batch=8, max_wait_ms=300)}})
-    host = HostPool(settings, StoreAddress.of(settings, service.redis_url)).get(
-        ModelRef("poison-echo", write_model_dir(tmp_path / "poison-echo"), MODEL_CLASS))
+    host = HostPool(settings, StoreAddress.of(settings, service.redis_url)).pick(
+        ModelRef("poison-echo", write_model_dir(tmp_path / "poison-echo"), MODEL_CLASS)).handle
     clip = service.artifacts.put(wav_bytes(0.1), "c.wav")
     inputs = {"audio": (str(service.artifacts.path(clip.id)), "c.wav")}
     target = pipeline_target("audio.tokenize", MODEL_CLASS)
@@ -119,7 +120,7 @@ def test_a_model_dependent_bad_request_fails_alone_in_a_real_batch(service: Any,
     model = find_zoo_model(name)
     settings = service.settings.model_copy(update={
         "ray_namespace": f"test-poison-{name}", "batching": {name: BatchConfig(max_batch=8, max_wait_ms=500)}})
-    host = HostPool(settings, StoreAddress.of(settings, service.redis_url)).get(model)
+    host = HostPool(settings, StoreAddress.of(settings, service.redis_url)).pick(model).handle
     image = service.artifacts.put((Path(__file__).parents[2] / "examples" / "shapes.png").read_bytes(), "shapes.png")
     inputs = {"image": (str(service.artifacts.path(image.id)), "shapes.png")} if kind == "image.tokenize" else {}
     target = pipeline_target(kind, model.model_class)

@@ -21,9 +21,10 @@ from pipelines.registry import pipeline_target
 from pipelines.zoo import ModelRef
 from tests.service_fixtures import wav_bytes
 from tests.slow_pipeline import MODEL_CLASS, write_model_dir
-from workers.hosts import HostPool, StoreAddress
+from workers.hosts import StoreAddress
 from workers.jobspec import JobSpec
 from workers.placement import SERVING_FILE, ModelNeeds, PlacementError
+from workers.replicas import HostPool
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -55,7 +56,7 @@ def test_a_model_needing_more_memory_than_any_node_has_is_refused(service: Any, 
     pool = HostPool(service.settings, StoreAddress.of(service.settings, service.redis_url))
     model = ModelRef("huge-echo", _model(tmp_path / "huge-echo", memory_mb=10**9), MODEL_CLASS)
     with pytest.raises(PlacementError, match="needs 1e\\+09 MB"):
-        pool.get(model)
+        pool.pick(model)
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_a_gpu_model_lands_only_on_the_gpu_node(service: Any, gpu_node: str, tmp
     pool = HostPool(settings, StoreAddress.of(settings, service.redis_url))
     gpu_model = ModelRef("gpu-echo", _model(tmp_path / "gpu-echo", gpu="required"), MODEL_CLASS)
     cpu_model = ModelRef("cpu-echo", _model(tmp_path / "cpu-echo", gpu="none"), MODEL_CLASS)
-    hosts = {m.name: pool.get(m) for m in (gpu_model, cpu_model)}
+    hosts = {m.name: pool.pick(m).handle for m in (gpu_model, cpu_model)}
     try:
         info = {name: ray.get(host.info.remote(), timeout=180) for name, host in hosts.items()}
         assert info["gpu-echo"]["node_id"] == gpu_node
@@ -96,4 +97,21 @@ def test_a_gpu_model_lands_only_on_the_gpu_node(service: Any, gpu_node: str, tmp
         assert answer["status"] == "succeeded"
     finally:
         for host in hosts.values():
+            ray.kill(host)
+
+
+def test_replicas_go_to_distinct_nodes(service: Any, gpu_node: str, tmp_path: Path) -> None:
+    from workers.settings import ReplicaConfig
+
+    settings = service.settings.model_copy(update={"ray_namespace": "test-spread",
+                                                   "replicas": {"two-echo": ReplicaConfig(min=2, max=2)}})
+    pool = HostPool(settings, StoreAddress.of(settings, service.redis_url))
+    model = ModelRef("two-echo", _model(tmp_path / "two-echo", gpu="none"), MODEL_CLASS)
+    pool.pick(model)
+    hosts = [ray.get_actor(name, namespace="test-spread") for name in pool.replicas(model)]
+    try:
+        nodes = {ray.get(host.info.remote(), timeout=180)["node_id"] for host in hosts}
+        assert len(hosts) == 2 and nodes == {gpu_node, ray.get_runtime_context().get_node_id()}
+    finally:
+        for host in hosts:
             ray.kill(host)

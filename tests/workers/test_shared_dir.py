@@ -14,7 +14,8 @@ from pipelines.registry import pipeline_target
 from pipelines.zoo import ModelRef
 from tests.service_fixtures import mediaforge_process
 from tests.slow_pipeline import MODEL_CLASS, write_model_dir
-from workers.hosts import HostPool, StoreAddress
+from workers.hosts import StoreAddress
+from workers.replicas import HostPool
 from workers.shared_dir import NotShared, SharedDir
 
 
@@ -42,8 +43,8 @@ def test_a_worker_on_another_artifact_directory_does_not_start(service: Any, tmp
 
 def test_an_input_this_node_cannot_read_fails_its_job_naming_the_node(service: Any, tmp_path: Path) -> None:
     settings = service.settings.model_copy(update={"ray_namespace": "test-shared-dir"})
-    host = HostPool(settings, StoreAddress.of(settings, service.redis_url)).get(
-        ModelRef("unshared-echo", write_model_dir(tmp_path / "unshared-echo"), MODEL_CLASS))
+    host = HostPool(settings, StoreAddress.of(settings, service.redis_url)).pick(
+        ModelRef("unshared-echo", write_model_dir(tmp_path / "unshared-echo"), MODEL_CLASS)).handle
     try:
         inputs = {"audio": (str(tmp_path / "elsewhere" / "blob"), "clip.wav")}  # written on another node's disk
         answer = ray.get(host.run.remote("unshared", pipeline_target("audio.tokenize", MODEL_CLASS), inputs, {}),

@@ -104,7 +104,9 @@ def test_cancel_queued_at_once_running_by_flag(store: JobStore) -> None:
     store.start(running)
     assert store.cancel(queued).state == "cancelled" and store.metrics.queued_count() == {"audio": 0}
     flagged = store.cancel(running)
-    assert flagged.state == "running" and flagged.cancel_requested and store.cancels_requested([running]) == {running}
+    assert flagged.state == "running" and flagged.cancel_requested and store.claim([running], "host:m:0") == {running}
+    assert store.get(running).host == "host:m:0"
+    assert store.claim([queued], "host:m:1") == set() and store.get(queued).host is None  # finished: left alone
     assert store.finish(running, "cancelled").moved
 
 
