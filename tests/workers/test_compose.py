@@ -1,4 +1,5 @@
-"""compose.yaml passes Debian's ``docker-compose config`` (no engine needed) and every command exists here."""
+"""compose.yaml passes Debian's ``docker-compose config`` (no engine needed) and every command exists here.
+tests/compose/test_stack.py brings the stack up for real."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def test_services_queues_and_volumes(compose: dict) -> None:
     services = compose["services"]
     workers = {f"worker-{family}" for family in QUEUE_FAMILIES}
     assert {"redis", "api", "ray-head", "ray-worker"} | workers <= set(services)
-    assert "--appendonly" in services["redis"]["command"] and "/data" in _volume_targets(services["redis"])
+    redis = services["redis"]["command"]
+    assert "--appendonly" in redis and redis[redis.index("--dir") + 1] in _volume_targets(services["redis"])
+    assert {s["image"] for s in services.values()} == {"mediaforge:latest"}, "one image for every service"
     for name, service in services.items():
         for target in service.get("depends_on", {}):
             assert target in services, f"{name} depends on undefined {target}"
@@ -68,7 +71,7 @@ def test_every_command_exists_in_the_package(compose: dict) -> None:
     checked = 0
     for name, service in compose["services"].items():
         if name == "redis":
-            continue  # the official redis image
+            continue  # redis-server, from the image's Debian base
         for command in _commands(service):
             assert command[0] in scripts, f"{name}: {command[0]} is not a console script of this environment"
             if command[0] == "mediaforge":
