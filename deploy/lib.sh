@@ -23,7 +23,8 @@ compose() { docker-compose -f "$REPO/compose.yaml" "$@"; }
 engine_start() {
   "$DOCKER" info >/dev/null 2>&1 && return
   mkdir -p "$MF_STATE/docker" "$MF_RUN"
-  setsid dockerd --host "$DOCKER_HOST" --data-root "$MF_STATE/docker" --exec-root "$MF_RUN/exec" \
+  # --bridge none: no docker0 (compose makes its own bridge network), so a system engine keeps its own.
+  setsid dockerd --host "$DOCKER_HOST" --data-root "$MF_STATE/docker" --exec-root "$MF_RUN/exec" --bridge none \
     --pidfile "$MF_RUN/docker.pid" >>"$MF_STATE/dockerd.log" 2>&1 < /dev/null &
   for _ in $(seq 120); do "$DOCKER" info >/dev/null 2>&1 && return; sleep 0.5; done
   echo "dockerd did not answer on $DOCKER_HOST; its log ($MF_STATE/dockerd.log) ends:" >&2
