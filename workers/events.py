@@ -10,11 +10,16 @@ subscription and one pooled connection at a time), and 500 streams on one job co
 A stream never misses its final event: a watch is registered before its first read (which the reader does
 after registering), every watched job is re-read when the subscription is (re)confirmed, since messages sent
 while it was down are lost, and every ``resync_s`` as a backstop.
+
+New jobs: ``announce`` publishes a ``created`` message on a new job's channel, and every ``created`` tap of any
+process gets its id (the dashboard's jobs table adds the rows that other clients submit). Taps are best effort:
+a job announced while the subscription was down is not told again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import threading
@@ -30,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 Reader = Callable[[list[str]], list[JobRecord | None]]
 """Reads the records of some job ids in one round trip (None where a job does not exist)."""
+CREATED = json.dumps({"state": "queued", "created": True})
+"""The message ``announce`` publishes (state changes publish their state, progress and message)."""
 
 
 class JobWatch:
@@ -88,8 +95,9 @@ class EventHub:
         self.resync_s, self.read_batch = resync_s, read_batch
         self._lock = threading.Lock()
         self._watches: dict[str, set[JobWatch]] = {}
+        self._taps: set[Callable[[str], None]] = set()
         self._dirty: set[str] = set()
-        self._changed, self._stop = threading.Event(), threading.Event()
+        self._changed, self._stop, self._subscribed = threading.Event(), threading.Event(), threading.Event()
         self._threads: list[threading.Thread] = []
 
     @property
@@ -103,13 +111,7 @@ class EventHub:
         """A watch of ``job_id`` for the ``with`` block; the hub reads the record once at once, then per change."""
         watch = JobWatch(job_id, signal)
         with self._lock:
-            if self._stop.is_set():
-                raise RuntimeError("the event hub is closed")
-            if not self._threads:
-                self._threads = [threading.Thread(target=run, name=f"event-hub-{run.__name__[1:]}", daemon=True)
-                                 for run in (self._listen, self._refresh)]
-                for thread in self._threads:
-                    thread.start()
+            self._start()
             self._watches.setdefault(job_id, set()).add(watch)
             self._dirty.add(job_id)
         self._changed.set()
@@ -121,6 +123,30 @@ class EventHub:
                 peers.discard(watch)
                 if not peers:
                     self._watches.pop(job_id, None)
+
+    @contextmanager
+    def created(self, signal: Callable[[str], None]) -> Iterator[None]:
+        """For the ``with`` block, ``signal(job_id)`` (on the hub's thread) for each job announced as created."""
+        with self._lock:
+            self._start()
+            self._taps.add(signal)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._taps.discard(signal)
+
+    def subscribed(self, timeout_s: float) -> bool:
+        """Wait until the subscription is confirmed (a tap registered earlier then hears every announcement)."""
+        return self._subscribed.wait(timeout_s)
+
+    def announce(self, job_id: str) -> None:
+        """Tell every process's ``created`` taps about a new job (its creator calls this once it is queued). Best
+        effort: the job is queued either way, and a table that missed it shows it on its next load."""
+        try:
+            self._client.publish(self._prefix + job_id, CREATED)
+        except redis.RedisError as err:
+            logger.warning("job events: new job %s not announced (%s)", job_id, err)
 
     def follow(self, job_id: str, timeout_s: float, keepalive_s: float) -> Iterator[JobRecord | None]:
         """Records as the job changes, the last one final (nothing if the job does not exist); None as a tick
@@ -159,6 +185,16 @@ class EventHub:
             thread.join(timeout=5)
 
     # -- the two threads ---------------------------------------------------------------------------------
+    def _start(self) -> None:
+        """Start both threads at the first watch or tap (the caller holds the lock)."""
+        if self._stop.is_set():
+            raise RuntimeError("the event hub is closed")
+        if not self._threads:
+            self._threads = [threading.Thread(target=run, name=f"event-hub-{run.__name__[1:]}", daemon=True)
+                             for run in (self._listen, self._refresh)]
+            for thread in self._threads:
+                thread.start()
+
     def _mark(self, job_ids: list[str] | None = None) -> None:
         """Mark watched jobs as changed (all of them with None) and wake the reader."""
         with self._lock:
@@ -176,11 +212,16 @@ class EventHub:
                     if message is None:
                         continue
                     if message["type"] == "pmessage":
-                        self._mark([message["channel"][len(self._prefix):]])
+                        job_id = message["channel"][len(self._prefix):]
+                        self._mark([job_id])
+                        if message["data"] == CREATED:
+                            self._tell(job_id)
                     elif message["type"] == "psubscribe":  # (re)subscribed: what was sent meanwhile is lost
                         self._mark()
+                        self._subscribed.set()
                         failures = 0
             except redis.RedisError as err:
+                self._subscribed.clear()
                 failures += 1  # one warning per outage, not one a second while Redis is down
                 logger.log(logging.WARNING if failures == 1 else logging.DEBUG,
                            "job events: subscription lost (%s); subscribing again every second", err)
@@ -208,6 +249,15 @@ class EventHub:
                     self._stop.wait(1.0)
                     break
                 self._deliver(chunk, records)
+
+    def _tell(self, job_id: str) -> None:
+        with self._lock:
+            taps = list(self._taps)
+        for tap in taps:
+            try:
+                tap(job_id)
+            except RuntimeError:  # its event loop closed while the stream was ending
+                logger.debug("job events: a created tap is gone")
 
     def _deliver(self, job_ids: list[str], records: list[JobRecord | None]) -> None:
         for job_id, record in zip(job_ids, records, strict=True):

@@ -3,15 +3,18 @@ and ``/docs`` (Swagger UI) served from the ``swagger-ui-bundle-v2`` wheel: no CD
 
 A browser opens at most six HTTP/1.1 connections per host, so one ``GET /v1/jobs/{id}/events`` per unfinished
 row would stall every other request of a busy table. The table reads ``GET /v1/dashboard/events?job=..`` instead:
-one stream that carries the events of every job it names (each job's stream as ``read_job_events`` sends it).
+one stream that carries the events of every job it names (each job's stream as ``read_job_events`` sends it),
+and, for the first page of the table, those of the jobs other clients submit meanwhile (the event hub's
+``created`` announcements), so that their rows appear without a reload.
 It is the page's own route, left out of the OpenAPI document: clients follow a job on ``/v1/jobs/{id}/events``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -22,8 +25,8 @@ from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from api.deps import CallerDep, ServiceDep
-from api.schemas import JobPublic
-from workers.records import JobRecord
+from api.sse import KEEPALIVE, event_response, job_event, sse
+from workers.records import JobRecord, State
 from workers.service import JobService
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -54,15 +57,25 @@ def read_docs_oauth2_redirect() -> HTMLResponse:
     return get_swagger_ui_oauth2_redirect_html()
 
 
-def _event(job: JobRecord, service: JobService) -> str:
-    event = "final" if job.finished else "progress"
-    data = JobPublic.of(job, service.artifacts).model_dump(mode="json")
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+@dataclass(frozen=True)
+class RowFilter:
+    """Which new jobs belong in the caller's table: theirs, of the table's state and kind where it names them."""
+
+    owner: str
+    state: State | None = None
+    kind: str | None = None
+
+    def matches(self, job: JobRecord) -> bool:
+        return job.owner == self.owner and self.state in (None, job.state) and self.kind in (None, job.kind)
 
 
-async def _merged(service: JobService, job_ids: list[str]) -> AsyncIterator[str]:
-    """Every job's events in arrival order; ends once each job sent its final event (or does not exist)."""
-    queue: asyncio.Queue[JobRecord | None] = asyncio.Queue()
+async def _merged(service: JobService, job_ids: list[str], new: RowFilter | None) -> AsyncIterator[str]:
+    """Every job's events in arrival order; ends once each job sent its final event (or does not exist). With
+    ``new``, it first says ``live`` once it hears every job announced from then on, follows each of them from its
+    first record that ``new`` matches, and never ends (the client closes it)."""
+    loop, queue = asyncio.get_running_loop(), asyncio.Queue[JobRecord | str | None]()
+    pumps: dict[str, asyncio.Task[None]] = {}
+    shown = set(job_ids)
 
     async def pump(job_id: str) -> None:
         try:
@@ -72,37 +85,59 @@ async def _merged(service: JobService, job_ids: list[str]) -> AsyncIterator[str]
         finally:
             await queue.put(None)  # this job's stream is over
 
-    tasks = [asyncio.create_task(pump(job_id)) for job_id in job_ids]
-    try:
-        open_streams = len(tasks)
-        while open_streams:
-            try:
-                job = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            if job is None:
-                open_streams -= 1
-            else:
-                yield _event(job, service)
-    finally:
-        for task in tasks:
-            task.cancel()
+    def follow(job_id: str) -> None:
+        if job_id not in pumps:
+            pumps[job_id] = asyncio.create_task(pump(job_id))
+
+    for job_id in job_ids:
+        follow(job_id)
+    with contextlib.ExitStack() as taps:
+        if new is not None:
+            hub = service.store.event_hub
+            taps.enter_context(hub.created(lambda job_id: loop.call_soon_threadsafe(queue.put_nowait, job_id)))
+            if await asyncio.to_thread(hub.subscribed, KEEPALIVE_S):
+                yield sse("live", {"new": True})  # from here on, every new job comes
+        try:
+            open_streams = len(pumps)
+            while open_streams or new is not None:
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield KEEPALIVE
+                    continue
+                if item is None:
+                    open_streams -= 1
+                elif isinstance(item, str):
+                    if item not in pumps:
+                        open_streams += 1
+                        follow(item)
+                elif item.id in shown or (new is not None and new.matches(item)):
+                    shown.add(item.id)
+                    yield job_event(item, service.artifacts)
+                elif new is not None and item.owner != new.owner:
+                    pumps[item.id].cancel()  # another key's job: nothing of it will be shown
+        finally:
+            for task in pumps.values():
+                task.cancel()
 
 
 @router.get("/v1/dashboard/events", response_class=StreamingResponse, include_in_schema=False)
 def read_dashboard_events(*, service: ServiceDep, owner: CallerDep,
-                          job: Annotated[list[str], Query(max_length=MAX_STREAM_JOBS,
-                                                          description="job ids (repeat the parameter)")]
-                          ) -> StreamingResponse:
+                          job: Annotated[list[str] | None, Query(max_length=MAX_STREAM_JOBS,
+                                                          description="job ids (repeat the parameter)")] = None,
+                          new: Annotated[bool, Query(description="also the caller's jobs created from now on")]
+                          = False, state: State | None = None, kind: str | None = None) -> StreamingResponse:
     """The server-sent events of several jobs on one connection (``progress`` and one ``final`` per job, the
-    ``data`` of each names its job). A job that is not the caller's is a 404, as on ``/v1/jobs/{id}``."""
-    for job_id in job:
+    ``data`` of each names its job). A job that is not the caller's is a 404, as on ``/v1/jobs/{id}``. With
+    ``new``, the caller's jobs submitted later (by any client) that have ``state`` and ``kind`` where given
+    come too, so that a table shows them without a reload; such a stream stays open."""
+    job_ids = list(dict.fromkeys(job or []))
+    for job_id in job_ids:
         found = service.get(job_id)
         if found is None or found.owner != owner:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
-    return StreamingResponse(_merged(service, list(dict.fromkeys(job))), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    rows = RowFilter(owner, state, kind) if new else None
+    return event_response(_merged(service, job_ids, rows))
 
 
 def mount_static(app: FastAPI) -> None:

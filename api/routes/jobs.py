@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import CallerDep, ServiceDep
 from api.schemas import CALLER_ERRORS, JobCreate, JobPublic, JobsPublic, errors, event_stream
+from api.sse import KEEPALIVE, event_response, job_event
 from workers.service import JobService
 from workers.store import JobRecord, State
 
@@ -35,7 +35,9 @@ async def create_job(*, body: JobCreate, response: Response, service: ServiceDep
                      idempotency_key: Annotated[str | None, Header(max_length=256)] = None) -> JobPublic:
     job, created = await run_in_threadpool(service.submit, body, owner=owner, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    if not created:
+    if created:  # the dashboards' tables add its row (GET /v1/dashboard/events?new=true)
+        await run_in_threadpool(service.store.event_hub.announce, job.id)
+    else:
         response.headers["Idempotent-Replayed"] = "true"
     return JobPublic.of(job, service.artifacts)
 
@@ -79,12 +81,6 @@ def read_job_events(*, job_id: str, service: ServiceDep, owner: CallerDep) -> St
 
     async def stream() -> AsyncIterator[str]:
         async for job in service.store.aevents(job_id):
-            if job is None:
-                yield ": keep-alive\n\n"
-                continue
-            event = "final" if job.finished else "progress"
-            data = JobPublic.of(job, service.artifacts).model_dump(mode="json")
-            yield f"event: {event}\ndata: {json.dumps(data)}\n\n"
+            yield KEEPALIVE if job is None else job_event(job, service.artifacts)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_response(stream())

@@ -1,6 +1,7 @@
 // The jobs table: filters by state and kind, paging by the API's cursor, and live rows. One event stream
 // (GET /v1/dashboard/events?job=..) carries every unfinished row's changes: a stream per row would use up the
-// browser's six connections per host.
+// browser's six connections per host. On the newest page it also carries the jobs submitted meanwhile (by any
+// client, of the table's state and kind), which it adds on top.
 
 import { getJSON, isAbort, readEvents } from "./api.js";
 import { FINISHED, h, jobDuration, localTime, progressBar, setProgress, stateBadge } from "./dom.js";
@@ -38,15 +39,28 @@ function fillRow(tr, job) {
     h("td", {}, localTime(job.finished_at)), h("td", {}, jobDuration(job)), h("td", {}, String(job.attempts)));
 }
 
-/** Follow the unfinished rows until each is final; a row's bar only ever moves forward. */
-async function follow(body, jobs, signal) {
+/** Follow the unfinished rows until each is final; a row's bar only ever moves forward. With `newJobs` (the
+ * table's filters), jobs created from now on come as new rows on top, and the stream stays open. */
+async function follow(body, jobs, signal, newJobs) {
   const open = jobs.filter((j) => !FINISHED.has(j.state));
-  if (!open.length) return;
-  const query = open.map((j) => `job=${encodeURIComponent(j.id)}`).join("&");
+  if (!open.length && !newJobs) return;
+  const query = new URLSearchParams(open.map((j) => ["job", j.id]));
+  if (newJobs) {
+    query.set("new", "true");
+    for (const [k, v] of Object.entries(newJobs)) if (v) query.set(k, v);
+  }
   try {
-    await readEvents(`/v1/dashboard/events?${query}`, (_name, job) => {
+    await readEvents(`/v1/dashboard/events?${query}`, (name, job) => {
+      if (name === "live") {  // the server hears every new job from here on
+        body.parentElement.dataset.live = "true";
+        return;
+      }
       const tr = body.querySelector(`tr[data-job="${job.id}"]`);
-      if (!tr) return;
+      if (!tr) {
+        body.prepend(row(job));
+        document.getElementById("no-jobs")?.remove();
+        return;
+      }
       const bar = tr.querySelector(".bar");
       const shown = Number(bar.getAttribute("aria-valuenow"));
       fillRow(tr, job);
@@ -87,8 +101,8 @@ export async function renderJobs(view, signal, query) {
       h("thead", {}, h("tr", {}, ["id", "kind", "model", "state", "progress", "queued", "started", "finished",
         "duration", "attempts"].map((c) => h("th", {}, c)))),
       body));
-  if (!page.data.length) view.append(h("p", { class: "muted" }, "No jobs yet: submit one."));
-  await follow(body, page.data, signal);
+  if (!page.data.length) view.append(h("p", { class: "muted", id: "no-jobs" }, "No jobs yet: submit one."));
+  await follow(body, page.data, signal, cursor ? null : { state, kind });
 }
 
 function refresh() {

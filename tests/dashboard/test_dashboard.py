@@ -28,6 +28,15 @@ WATCH_STATES = """(id) => {
   record();
   new MutationObserver(record).observe(document.getElementById("jobs"), { subtree: true, childList: true });
 }"""
+WATCH_ROWS = """() => {
+  window.seenRows = [];
+  new MutationObserver(() => {
+    for (const tr of document.querySelectorAll("#jobs tbody tr")) {
+      const row = `${tr.dataset.job} ${tr.querySelector("[data-state]").dataset.state}`;
+      if (!window.seenRows.includes(row)) window.seenRows.push(row);
+    }
+  }).observe(document.getElementById("jobs"), { subtree: true, childList: true });
+}"""
 
 
 def _slow_job(api: httpx.Client, seconds: float, steps: int) -> dict[str, Any]:
@@ -168,6 +177,33 @@ def test_cancel_a_running_job(page: tuple[Any, Console], dashboard_url: str, api
     console.check()
 
 
+def test_a_job_another_client_submits_appears_live(page: tuple[Any, Console], dashboard_url: str,
+                                                    api: httpx.Client) -> None:
+    browser_page, console = page
+    browser_page.goto(f"{dashboard_url}/#/jobs")
+    browser_page.locator("#jobs[data-live]").wait_for()  # the table's stream hears new jobs from here on
+    browser_page.evaluate("window.notReloaded = true")
+    job = _slow_job(api, seconds=0.2, steps=2)
+    browser_page.locator(f'tr[data-job="{job["id"]}"] [data-state="succeeded"]').wait_for(timeout=JOB_S)
+    assert browser_page.locator("#jobs tbody tr").first.get_attribute("data-job") == job["id"]  # on top
+    assert browser_page.evaluate("window.notReloaded") is True
+    console.check()
+
+
+def test_a_filtered_table_adds_a_new_job_once_it_matches(page: tuple[Any, Console], dashboard_url: str,
+                                                          api: httpx.Client) -> None:
+    browser_page, console = page
+    browser_page.goto(f"{dashboard_url}/#/jobs?state=succeeded")
+    browser_page.locator("#jobs[data-live]").wait_for()
+    browser_page.evaluate(WATCH_ROWS)
+    job = _slow_job(api, seconds=0.2, steps=2)
+    browser_page.locator(f'tr[data-job="{job["id"]}"]').wait_for(timeout=JOB_S)
+    assert wait_for(api, job["id"])["state"] == "succeeded"
+    seen = [row for row in browser_page.evaluate("window.seenRows") if row.startswith(job["id"])]
+    assert seen == [f"{job['id']} succeeded"]  # never shown queued or running: those are not this table's rows
+    console.check()
+
+
 def test_api_key_asked_once_wrong_refused_right_works(browser: Any, dashboard_url: str) -> None:
     browser_page, console = open_page(browser, dashboard_url, key=None)
     browser_page.goto(f"{dashboard_url}/#/jobs")
@@ -259,6 +295,10 @@ def test_one_stream_carries_every_named_job_to_its_final_event(api: httpx.Client
             elif line.startswith("data: ") and event == "final":
                 finals.add(json.loads(line.removeprefix("data: "))["id"])
     assert finals == set(jobs)  # and the stream ended by itself once both were final
+    # A finished job: both streams send its one final event, in the same bytes (one formatter, api/sse.py).
+    alone = api.get(f"/v1/jobs/{jobs[0]}/events").text
+    assert alone.startswith("event: final\n") and alone.count("event: ") == 1
+    assert api.get("/v1/dashboard/events", params={"job": jobs[0]}).text == alone
     missing = api.get("/v1/dashboard/events", params={"job": [jobs[0], "0" * 32]})
     assert missing.status_code == 404 and missing.json()["detail"] == f"job {'0' * 32} not found"
     assert httpx.get(f"{api.base_url}/v1/dashboard/events", params={"job": jobs}).status_code == 401
