@@ -1,9 +1,10 @@
-"""A real ``mediaforge serve`` (embedded Redis, Ray and worker, API keys on) and Debian's Chromium driven by
-Playwright (``/usr/bin/chromium``: Playwright's own browser download cannot work offline).
+"""A real ``mediaforge serve`` (embedded Redis, Ray and worker) and Debian's Chromium driven by Playwright
+(``/usr/bin/chromium``: Playwright's own browser download cannot work offline).
 
-One server for the module's tests: the worker runs one job at a time, so a job submitted behind a slow one is
-seen queued, then running. Each page records its console errors and failed requests; a test passes only if the
-page logged none but the HTTP statuses it expected (Chromium logs every 4xx of a fetch as a console error).
+One server for a module's tests (test_dashboard.py's with an API key, test_keyless.py's without), one at a time:
+the worker runs one job at a time, so a job submitted behind a slow one is seen queued, then running. Each page
+records its console errors and failed requests; a test passes only if the page logged none but the HTTP statuses
+it expected (Chromium logs every 4xx of a fetch as a console error).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,14 +38,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="package")
-def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``mediaforge serve`` on a free port: the shipped zoo plus slow-echo, one worker thread, one API key."""
-    root = tmp_path_factory.mktemp("dashboard")
+@contextmanager
+def serve(root: Path, api_keys: str) -> Iterator[str]:
+    """``mediaforge serve`` on a free port: the shipped zoo plus slow-echo, one worker thread, ``api_keys`` (none:
+    the keyless mode). Yields its URL once it answers."""
     slow_pipeline.write_model_dir(root / "zoo" / "slow-echo")
     port = _free_port()
     env = {**SERVICE_ENV, "MEDIAFORGE_MODELS_DIR": str(root / "zoo"), "MEDIAFORGE_DATA_DIR": str(root / "data"),
-           "MEDIAFORGE_WORKER_CONCURRENCY": "1", "MEDIAFORGE_API_KEYS": API_KEY, "MEDIAFORGE_REDIS_URL": ""}
+           "MEDIAFORGE_WORKER_CONCURRENCY": "1", "MEDIAFORGE_API_KEYS": api_keys, "MEDIAFORGE_REDIS_URL": ""}
     log = root / "serve.log"
     process = mediaforge_process("serve", "--port", str(port), "--log-level", "warning", env=env, log=log)
     url = f"http://127.0.0.1:{port}"
@@ -60,13 +62,22 @@ def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     else:
         process.kill()
         pytest.fail(f"mediaforge serve did not answer within {SERVER_START_S:g} s: {log.read_text()[-3000:]}")
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=60)
-    except Exception:
-        process.kill()
-        raise
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except Exception:
+            process.kill()
+            raise
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server of test_dashboard.py, with one API key (module scope: test_keyless.py runs its own after it)."""
+    with serve(tmp_path_factory.mktemp("dashboard"), API_KEY) as url:
+        yield url
 
 
 @pytest.fixture
