@@ -16,6 +16,7 @@ Each model runs as replicas of this host spread over the Ray nodes (``host:<mode
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -359,13 +360,26 @@ def init_ray(**kwargs: Any) -> None:
 
 def list_hosts(namespace: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
     """Every live host actor with its ``info()`` (hosts that do not answer in time are left out)."""
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-             if a["namespace"] == namespace and a["name"].startswith(HOST_PREFIX)]
-    hosts = []
-    for name in names:
+    handles = {}
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] == namespace and actor["name"].startswith(HOST_PREFIX):
+            with contextlib.suppress(ValueError):  # died since the listing
+                handles[actor["name"]] = ray.get_actor(actor["name"], namespace=namespace)
+    infos = host_infos(handles, timeout_s)
+    return [{**info, "name": name, "handle": handles[name]} for name, info in infos.items() if info is not None]
+
+
+def host_infos(handles: dict[str, Any], timeout_s: float) -> dict[str, dict[str, Any] | None]:
+    """Each host's ``info()``, asked of all at once: None for one that did not answer in ``timeout_s`` (starting,
+    dead, or on a node that cannot be reached), so one unreachable node costs one timeout, not one per host."""
+    refs = {name: handle.info.remote() for name, handle in handles.items()}
+    if not refs:
+        return {}
+    ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)[0])
+    infos: dict[str, dict[str, Any] | None] = {}
+    for name, ref in refs.items():
         try:
-            handle = ray.get_actor(name, namespace=namespace)
-            hosts.append({**ray.get(handle.info.remote(), timeout=timeout_s), "name": name, "handle": handle})
-        except (ValueError, ray.exceptions.RayError):
-            continue
-    return hosts
+            infos[name] = ray.get(ref) if ref in ready else None
+        except ray.exceptions.RayError:
+            infos[name] = None
+    return infos

@@ -30,7 +30,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipelines.zoo import ModelRef
-from workers.hosts import HOST_PREFIX, RemoteModelHost, StoreAddress, estimate_host_bytes, list_hosts
+from workers.hosts import HOST_PREFIX, RemoteModelHost, StoreAddress, estimate_host_bytes, host_infos, list_hosts
 from workers.placement import ModelNeeds, PlacementError, actor_options, eligible_nodes
 from workers.settings import Settings
 
@@ -203,17 +203,5 @@ class HostPool:
 
 def _infos(live: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each replica's ``info()``; one that does not answer in time counts as idle, on an unknown node."""
-    refs = {name: handle.info.remote() for name, handle in live.items()}
-    if not refs:
-        return {}
-    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=INFO_TIMEOUT_S)
-    done = set(ready)
-    infos = {}
-    for name, ref in refs.items():
-        try:
-            infos[name] = ray.get(ref) if ref in done else None
-        except ray.exceptions.RayError:
-            infos[name] = None
-        if infos[name] is None:
-            infos[name] = {"inflight": 0, "node_id": "", "last_used": time.time()}
-    return infos
+    unknown = {"inflight": 0, "node_id": "", "last_used": time.time()}
+    return {name: info or unknown for name, info in host_infos(live, INFO_TIMEOUT_S).items()}
