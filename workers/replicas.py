@@ -192,13 +192,17 @@ class HostPool:
                 self._refresher.start()
 
     def _refresh_forever(self) -> None:
+        """Until this process leaves Ray (``ray.shutdown``: the embedded runtime stopping, a worker exiting)."""
         while True:
             time.sleep(self.refresh_s)
             for model in list(self._models.values()):
+                if not ray.is_initialized():
+                    return
                 try:
                     self.resize(model)
                 except Exception:  # Ray or a node briefly unreachable: the next pass tries again
-                    logger.exception("resizing the replicas of %s failed", model.name)
+                    if ray.is_initialized():
+                        logger.exception("resizing the replicas of %s failed", model.name)
 
 
 def _infos(live: dict[str, Any]) -> dict[str, dict[str, Any]]:
