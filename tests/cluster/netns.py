@@ -44,6 +44,7 @@ import redis
 from tests.service_fixtures import REPO
 from tests.slow_pipeline import write_model_dir
 from tests.workers.cluster import Cluster, clip, wait_until
+from workers.placement import SERVING_FILE
 from workers.store import JobStore
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -215,7 +216,9 @@ class NetCluster(Cluster):
         self.celery = [f"c{i}" for i in range(1, celery_hosts + 1)]
         self.gpu_node, self.extra_env = gpu_node, env or {}
         self.run_log, self.zoo = root / "runs.log", root / "zoo"
-        write_model_dir(self.zoo / "slow-echo", run_log=self.run_log)
+        # No GPU wanted: a model that prefers one (the default) takes only GPU nodes once any node advertises one.
+        slow_echo = write_model_dir(self.zoo / "slow-echo", run_log=self.run_log)
+        (slow_echo / SERVING_FILE).write_text(json.dumps({"gpu": "none"}))
         self.ray_dirs = Path(f"/tmp/mf{self.net.tag}")  # short: Ray's socket paths must fit in 107 characters
         self.logs: list[Path] = []
         self.store: JobStore | None = None
