@@ -25,6 +25,16 @@ ProgressCallback = Callable[[float, str], None]
 """Called with (fraction done in [0, 1], short message). May raise ``JobCancelled`` to stop the work."""
 
 
+def item_progress(progress: ProgressCallback | None, item: int, items: int) -> ProgressCallback:
+    """The callback of batch item ``item`` (from 0) of ``items`` run one after another: its own fractions become
+    its share of the batch's, so the batch's bar moves through every item and reaches 1 with the last."""
+    def report(fraction: float, message: str) -> None:
+        if progress:
+            progress((item + fraction) / items, message)
+
+    return report
+
+
 class JobCancelled(Exception):
     """Raised from a progress callback to abandon a job at the next progress point."""
 

@@ -17,7 +17,17 @@ from typing import ClassVar, Self
 import torch
 from pydantic import Field
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed, names_model
+from pipelines.base import (
+    InputError,
+    Params,
+    Pipeline,
+    ProgressCallback,
+    Request,
+    Result,
+    Seed,
+    item_progress,
+    names_model,
+)
 from pipelines.data.dialogue import ANSWER_SPEED
 from pipelines.flow_omni.generate import GenerationOptions, stream
 from pipelines.flow_omni.model import FlowOmni
@@ -92,14 +102,7 @@ class SpeechPipeline(Pipeline):
 
     def run(self, requests: list[Request], progress: ProgressCallback | None = None) -> list[Result]:
         """Requests one by one: generation is sequential per answer, and a job streams its own progress."""
-        results = []
-        for n, request in enumerate(requests):
-            def step(fraction: float, message: str, n: int = n) -> None:
-                if progress:
-                    progress((n + fraction) / len(requests), message)
-
-            results.append(self.answer(request, step))
-        return results
+        return [self.answer(request, item_progress(progress, n, len(requests))) for n, request in enumerate(requests)]
 
     def expected_groups(self, characters: int) -> int:
         """Frame groups an answer of ``characters`` takes in the voice the served models learned to answer in."""

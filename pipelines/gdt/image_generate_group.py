@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Self
 import torch
 from pydantic import Field, StringConstraints, model_validator
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed, item_progress
 from pipelines.gdt.pipeline import GroupDiffusionPipeline
 from pipelines.image_resize import to_model_size
 from pipelines.media import Image
@@ -68,10 +68,7 @@ class GenerateGroupPipeline(Pipeline):
         for n, request in enumerate(requests):
             p = request.params
             reference = to_model_size(request.inputs["reference"].pixels, self.pipe.config.image_size)
-
-            def step(fraction: float, message: str, n: int = n) -> None:
-                if progress:
-                    progress((n + fraction) / len(requests), message)
+            step = item_progress(progress, n, len(requests))
 
             try:
                 out = self.pipe(p.prompts, reference_images={p.reference_index: reference},

@@ -15,7 +15,7 @@ from typing import Annotated, Self
 import torch
 from pydantic import Field, StringConstraints
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed, item_progress
 from pipelines.media import Image
 from pipelines.tome.pipeline import ToMeStableDiffusionPipeline
 
@@ -60,9 +60,9 @@ class GenerateSDPipeline(Pipeline):
             p: GenerateParams = request.params
             steps = p.num_inference_steps
 
-            def on_step(pipe, i: int, t, tensors, n: int = n, steps: int = steps) -> dict:
-                if progress:
-                    progress((n + (i + 1) / steps) / len(requests), f"step {i + 1}/{steps}")
+            def on_step(pipe, i: int, t, tensors, steps: int = steps,
+                        step: ProgressCallback = item_progress(progress, n, len(requests))) -> dict:
+                step((i + 1) / steps, f"step {i + 1}/{steps}")
                 return {}
 
             try:

@@ -13,7 +13,7 @@ import torch
 from diffusers import AutoencoderKL
 from pydantic import Field, StringConstraints
 
-from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed
+from pipelines.base import InputError, Params, Pipeline, ProgressCallback, Request, Result, Seed, item_progress
 from pipelines.media import Image
 from pipelines.xar.model import XAR
 from pipelines.xar.pipeline import XARPipeline
@@ -63,9 +63,9 @@ class GenerateXARPipeline(Pipeline):
         for n, (request, label) in enumerate(zip(requests, labels, strict=True)):
             p: GenerateClassParams = request.params
 
-            def on_step(done: int, total: int, n: int = n) -> None:
-                if progress:
-                    progress((n + done / total) / len(requests), f"step {done}/{total}")
+            def on_step(done: int, total: int, step: ProgressCallback = item_progress(progress, n, len(requests))
+                        ) -> None:
+                step(done / total, f"step {done}/{total}")
 
             out = self.pipe([label] * p.num_images, num_inference_steps=p.num_inference_steps,
                             guidance_scale=p.guidance_scale, generator=torch.Generator().manual_seed(p.seed),

@@ -65,7 +65,7 @@ def test_progress_grows_to_one_in_small_steps(runs: Runs, name: str) -> None:
         assert max(b - a for a, b in zip([0.0, *reported], reported, strict=False)) <= MAX_JUMP, reported
 
 
-@pytest.mark.parametrize("name", ["wav-detok", "karl-detok", "sd-gen", "speak"])
+@pytest.mark.parametrize("name", ["wav-detok", "karl-detok", "xar-gen", "sd-gen", "gdt-group", "speak"])
 def test_a_batch_is_spread_over_its_items(runs: Runs, name: str) -> None:
     """Three requests in one batch: each item's share of the bar is a third, reached when that item is done."""
     alone = runs.fractions[name]
