@@ -7,27 +7,29 @@
 ARG BASE=mediaforge-base:bookworm
 FROM ${BASE}
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/venv/bin:$PATH
 RUN python3 -m venv /opt/venv
 
 WORKDIR /app
 # The dependencies (torch's CUDA build from PyPI: ~5 GB) get their own layer, rebuilt only when pyproject.toml
-# changes; pip's cache is a BuildKit cache mount the engine keeps, so even that rebuild downloads nothing again.
+# changes. No pip cache: behind this network's proxy PyPI's files come without caching headers, so pip's HTTP cache
+# (a BuildKit cache mount was tried) stays empty; a rebuild of this layer downloads again (~1 min of its ~4).
 COPY pyproject.toml ./
-RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=ca \
+RUN --mount=type=secret,id=ca \
     export PIP_CERT=/run/secrets/ca \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
       > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 # api/client.py (which the `mediaforge` CLI imports) needs httpx, but pyproject.toml lists it only under [dev].
-RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=ca PIP_CERT=/run/secrets/ca pip install httpx
+RUN --mount=type=secret,id=ca PIP_CERT=/run/secrets/ca pip install httpx
 
 COPY README.md ./
 COPY api api
 COPY workers workers
 COPY pipelines pipelines
 COPY tokenizers_media tokenizers_media
-RUN --mount=type=secret,id=ca PIP_CERT=/run/secrets/ca pip install --no-cache-dir --no-deps . && rm -rf /app/build
+RUN --mount=type=secret,id=ca PIP_CERT=/run/secrets/ca pip install --no-deps . && rm -rf /app/build
 
 RUN useradd --create-home --uid 1000 mediaforge \
  && mkdir -p /data/artifacts /data/redis && chown -R mediaforge /data

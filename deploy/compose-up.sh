@@ -10,16 +10,25 @@ base_image
 build_image
 echo "mediaforge: base + project image ready in $((SECONDS - start)) s"
 
-start=$SECONDS
-compose up -d
+# `up` gives up on a service whose dependency is unhealthy at that moment, e.g. a Ray node that `ray start` timed out
+# on a busy machine and that its restart policy is starting again; `up` again then creates the rest.
+start=$SECONDS ups=1
+timeout=${MEDIAFORGE_UP_TIMEOUT_S:-600}
 url=http://127.0.0.1:${MEDIAFORGE_API_PORT:-8000}/readyz
+give_up_after_timeout() {
+  (( SECONDS - start < timeout )) && return
+  echo "mediaforge: $1 in $timeout s" >&2
+  compose ps >&2
+  compose logs --tail 30 >&2
+  exit 1
+}
+until compose up -d; do
+  give_up_after_timeout "docker-compose up did not succeed ($ups tries)"
+  ups=$((ups + 1))
+  sleep 5
+done
 until curl -fsS "$url" >/dev/null 2>&1; do
-  if (( SECONDS - start > ${MEDIAFORGE_UP_TIMEOUT_S:-600} )); then
-    echo "mediaforge: $url did not answer 200 in ${MEDIAFORGE_UP_TIMEOUT_S:-600} s" >&2
-    compose ps >&2
-    compose logs --tail 30 >&2
-    exit 1
-  fi
+  give_up_after_timeout "$url did not answer 200"
   sleep 2
 done
-echo "mediaforge: stack up, /readyz 200 after $((SECONDS - start)) s"
+echo "mediaforge: stack up, /readyz 200 after $((SECONDS - start)) s ($ups docker-compose up)"

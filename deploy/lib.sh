@@ -9,7 +9,7 @@ MF_RUN=${MF_RUN:-/run/mediaforge}
 DOCKER=/usr/bin/docker                      # Debian's client, the engine's version (BuildKit without buildx)
 BASE_IMAGE=mediaforge-base:bookworm
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-export DOCKER_HOST=unix://$MF_RUN/docker.sock COMPOSE_PROJECT_NAME=mediaforge
+export DOCKER_HOST=unix://$MF_RUN/docker.sock COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-mediaforge}
 # Every service reads the same Ray token; one is made on first use and kept, so `down` sees the same file.
 if [[ -z ${RAY_AUTH_TOKEN:-} ]]; then
   mkdir -p "$MF_STATE"
@@ -51,9 +51,10 @@ base_image() {
     | "$DOCKER" import --change 'ENV LANG=C.UTF-8' - "$BASE_IMAGE"
 }
 
-# The one image of every service. BuildKit keeps the layers and pip's cache in the engine's data root, so a second
-# build with an unchanged pyproject.toml reuses the dependency layer.
+# The one image of every service. BuildKit keeps the layers in the engine's data root, so a second build with an
+# unchanged pyproject.toml reuses the dependency layer; the image a rebuild replaces is pruned.
 build_image() {
   DOCKER_BUILDKIT=1 "$DOCKER" build --network host --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt \
     --build-arg BASE="$BASE_IMAGE" -t mediaforge:latest "$REPO"
+  "$DOCKER" image prune -f >/dev/null
 }
