@@ -11,8 +11,9 @@ A stream never misses its final event: a watch is registered before its first re
 after registering), every watched job is re-read when the subscription is (re)confirmed, since messages sent
 while it was down are lost, and every ``resync_s`` as a backstop.
 
-New jobs: ``announce`` publishes a ``created`` message on a new job's channel, and every ``created`` tap of any
-process gets its id (the dashboard's jobs table adds the rows that other clients submit). Taps are best effort:
+New jobs: the store's create script publishes ``CREATED`` on a new job's channel (in the same round trip that
+writes it, whoever submits: the API, a workflow step, the batch CLI), and every ``created`` tap of any process
+gets its id (the dashboard's jobs table adds the rows that other clients submit). Taps are best effort:
 a job announced while the subscription was down is not told again.
 """
 
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 Reader = Callable[[list[str]], list[JobRecord | None]]
 """Reads the records of some job ids in one round trip (None where a job does not exist)."""
 CREATED = json.dumps({"state": "queued", "created": True})
-"""The message ``announce`` publishes (state changes publish their state, progress and message)."""
+"""The message a new job's creation publishes (state changes publish their state, progress and message)."""
 
 
 class JobWatch:
@@ -139,14 +140,6 @@ class EventHub:
     def subscribed(self, timeout_s: float) -> bool:
         """Wait until the subscription is confirmed (a tap registered earlier then hears every announcement)."""
         return self._subscribed.wait(timeout_s)
-
-    def announce(self, job_id: str) -> None:
-        """Tell every process's ``created`` taps about a new job (its creator calls this once it is queued). Best
-        effort: the job is queued either way, and a table that missed it shows it on its next load."""
-        try:
-            self._client.publish(self._prefix + job_id, CREATED)
-        except redis.RedisError as err:
-            logger.warning("job events: new job %s not announced (%s)", job_id, err)
 
     def follow(self, job_id: str, timeout_s: float, keepalive_s: float) -> Iterator[JobRecord | None]:
         """Records as the job changes, the last one final (nothing if the job does not exist); None as a tick

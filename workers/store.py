@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from workers.events import EventHub
+from workers.events import CREATED, EventHub
 from workers.keyspace import Keyspace
 from workers.leases import Leases
 from workers.metrics import LATENCY_BUCKETS, Metrics
@@ -111,9 +111,10 @@ return redis.call('HGET', KEYS[1], 'cancel_requested')
 
 # KEYS: job hash, jobs index, queued-per-family counters, entered-state counters, lease deadlines; with an
 #       Idempotency-Key also its key, and the hash of the job it named when the caller found that job expired.
-# ARGV: job id, created_at, dispatch deadline, idempotency ttl, that expired job's id (or ''), family, kind, then
-#       the record's field/value pairs.
+# ARGV: job id, created_at, dispatch deadline, idempotency ttl, that expired job's id (or ''), family, kind, the
+#       job's event channel and its "created" message, then the record's field/value pairs.
 # Returns the id of the job the key names: this one if it was created, else the earlier job's (nothing written).
+# A created job is announced on its channel (workers/events.py), so live tables add its row, whoever submitted it.
 # One script, so of N requests racing with one key exactly one creates its job (and enqueues it).
 _CREATE = """
 if KEYS[6] then
@@ -121,11 +122,12 @@ if KEYS[6] then
   if held and not (held == ARGV[5] and redis.call('EXISTS', KEYS[7]) == 0) then return held end
   redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[4])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
 redis.call('HINCRBY', KEYS[4], ARGV[7] .. '|queued', 1)
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+redis.call('PUBLISH', ARGV[8], ARGV[9])
 return ARGV[1]
 """
 
@@ -202,7 +204,7 @@ class JobStore(Keyspace):
         expired = ""
         while True:  # at most twice: a retry follows only a key whose job expired, and then this job takes it
             args = [record.id, repr(record.created_at), repr(record.created_at + self.dispatch_grace_s),
-                    self.idempotency_ttl_s, expired, family, kind, *fields]
+                    self.idempotency_ttl_s, expired, family, kind, self.events_channel(record.id), CREATED, *fields]
             held = self._create(keys=keys + ([self.job_key(expired)] if expired else []), args=args)
             if held == record.id:
                 return record, True

@@ -35,9 +35,7 @@ async def create_job(*, body: JobCreate, response: Response, service: ServiceDep
                      idempotency_key: Annotated[str | None, Header(max_length=256)] = None) -> JobPublic:
     job, created = await run_in_threadpool(service.submit, body, owner=owner, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    if created:  # the dashboards' tables add its row (GET /v1/dashboard/events?new=true)
-        await run_in_threadpool(service.store.event_hub.announce, job.id)
-    else:
+    if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return JobPublic.of(job, service.artifacts)
 
