@@ -6,7 +6,6 @@ A workflow's steps are ordinary jobs (also under ``/v1/jobs``); workers/dependen
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import CallerDep, ServiceDep
 from api.schemas import CALLER_ERRORS, errors, event_stream
+from api.sse import KEEPALIVE, event_response, sse
 from workers.dependencies import StepView, WorkflowRunner, WorkflowView
 from workers.records import JobError
 from workers.service import JobService
@@ -163,13 +163,12 @@ def read_workflow_events(*, workflow_id: str, runner: WorkflowsDep, owner: Calle
             public = WorkflowPublic.of(view).model_dump(mode="json")
             if public != last:
                 last, ticked = public, time.monotonic()
-                yield f"event: {'final' if view.finished else 'progress'}\ndata: {json.dumps(public)}\n\n"
+                yield sse("final" if view.finished else "progress", public)
                 if view.finished:
                     return
             elif time.monotonic() - ticked >= KEEPALIVE_S:
                 ticked = time.monotonic()
-                yield ": keep-alive\n\n"
+                yield KEEPALIVE
             await asyncio.sleep(EVENT_POLL_S)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_response(stream())
