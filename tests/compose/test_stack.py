@@ -26,24 +26,28 @@ from tests.workers.cluster import free_port
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = "com.docker.compose.project=mediaforge"
+# A project of its own: a stack someone runs on this engine (deploy/compose-up.sh, project "mediaforge") is left alone.
+ENV = os.environ | {"COMPOSE_PROJECT_NAME": "mediaforge-test"}
 FINISHED_S = 600.0  # an upper bound on waits, so a broken stack fails instead of hanging; not a timing assertion
 
 
-def _lib(call: str, *args: str, check: bool = True) -> str:
-    """``call "$@"`` with deploy/lib.sh sourced (its engine socket, project name and Ray token); stdout."""
-    result = subprocess.run(["bash", "-c", f'source deploy/lib.sh && {call} "$@"', "_", *args], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
-    assert not check or result.returncode == 0, f"{call} {' '.join(args)}: {result.stderr[-3000:]}"
+def _lib(call: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``call "$@"`` with deploy/lib.sh sourced (its engine socket and Ray token)."""
+    return subprocess.run(["bash", "-c", f'source deploy/lib.sh && {call} "$@"', "_", *args], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _stdout(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"{' '.join(result.args[4:])}: {result.stderr[-3000:]}"
     return result.stdout
 
 
 def docker(*args: str) -> str:
-    return _lib('"$DOCKER"', *args)
+    return _stdout(_lib('"$DOCKER"', *args))
 
 
 def compose(*args: str) -> str:
-    return _lib("compose", *args)
+    return _stdout(_lib("compose", *args))
 
 
 @dataclass
@@ -52,6 +56,15 @@ class Stack:
 
     def container(self, service: str) -> str:
         return compose("ps", "-q", service).strip()
+
+    def start(self, service: str) -> None:
+        """``docker start`` a stopped service's container and wait for its healthcheck (it rejoined Ray)."""
+        container = self.container(service)
+        docker("start", container)
+        deadline = time.monotonic() + FINISHED_S
+        while (health := docker("inspect", "-f", "{{.State.Health.Status}}", container).strip()) != "healthy":
+            assert time.monotonic() < deadline, f"{service} is {health} after docker start: {compose('logs', service)}"
+            time.sleep(1)
 
     def succeeded(self, kind: str) -> int:
         """Jobs of ``kind`` that entered ``succeeded`` (the store's counter behind /metrics): one per finish."""
@@ -78,7 +91,7 @@ def _run_script(name: str, env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    env = os.environ | {"MEDIAFORGE_API_PORT": str(free_port())}
+    env = ENV | {"MEDIAFORGE_API_PORT": str(free_port())}
     try:
         started = time.monotonic()
         figures = [line for line in _run_script("compose-up.sh", env).splitlines() if line.startswith("mediaforge:")]
@@ -102,6 +115,15 @@ def test_a_clip_tokenized_and_detokenized_back_to_wav(stack: Stack) -> None:
     assert abs(len(samples) / rate - 2.0) < 0.1, (len(samples), rate)
 
 
+def test_ray_refuses_a_client_without_the_token(stack: Stack) -> None:
+    """Token auth is on: the cluster's own token reads its status, another token is turned away."""
+    head, status = stack.container("ray-head"), ["ray", "status", "--address", "ray-head:6380"]
+    assert "Active:" in docker("exec", head, *status)
+    refused = _lib('"$DOCKER"', "exec", "-e", "RAY_AUTH_TOKEN=not-the-token", head, *status)
+    assert refused.returncode != 0 and "InvalidAuthToken" in refused.stderr, refused.stdout + refused.stderr
+    print(f"compose: `ray status` with a wrong token: exit {refused.returncode}, InvalidAuthToken")
+
+
 def test_jobs_survive_a_killed_audio_worker(stack: Stack) -> None:
     """20 jobs; the audio worker's container is killed (SIGKILL) while they run and started again: every job
     succeeds, each exactly once (the succeeded counter grows by 20, not more)."""
@@ -112,10 +134,9 @@ def test_jobs_survive_a_killed_audio_worker(stack: Stack) -> None:
     while not any(stack.http.get(f"/v1/jobs/{j}").json()["state"] == "running" for j in jobs):
         assert time.monotonic() < deadline, "no job started running"
         time.sleep(0.1)
-    worker = stack.container("worker-audio")
-    docker("kill", worker)
+    docker("kill", stack.container("worker-audio"))
     unfinished = sum(stack.http.get(f"/v1/jobs/{j}").json()["state"] in ("queued", "running") for j in jobs)
-    docker("start", worker)
+    stack.start("worker-audio")
     finals = stack.finish(jobs)
     assert [f["state"] for f in finals] == ["succeeded"] * 20, [(f["state"], f["message"]) for f in finals]
     assert stack.succeeded("audio.tokenize") - before == 20
@@ -127,14 +148,13 @@ def test_jobs_survive_a_killed_audio_worker(stack: Stack) -> None:
 def test_queued_jobs_survive_a_redis_restart(stack: Stack) -> None:
     """With the audio worker stopped, 10 jobs wait queued; Redis restarts (its append-only file on the volume):
     the 10 are still there, queued, and run once the worker is back."""
-    worker = stack.container("worker-audio")
-    docker("stop", worker)
+    docker("stop", stack.container("worker-audio"))
     audio_id = stack.http.post("/v1/artifacts", content=wav_bytes(1.0)).json()["id"]
     jobs = [stack.submit("audio.tokenize", {"audio": audio_id}) for _ in range(10)]
     docker("restart", stack.container("redis"))
     states = _states_after_redis_restart(stack, jobs)
     assert states == ["queued"] * 10, states
-    docker("start", worker)
+    stack.start("worker-audio")
     finals = stack.finish(jobs)
     assert [f["state"] for f in finals] == ["succeeded"] * 10, [(f["state"], f["message"]) for f in finals]
     print("compose: 10 jobs queued across a Redis restart, 10 succeeded")
@@ -153,7 +173,8 @@ def _states_after_redis_restart(stack: Stack, jobs: list[str]) -> list[str]:
 
 def test_down_leaves_no_container_network_or_volume(stack: Stack) -> None:
     compose("down", "-v")
+    label = f"label=com.docker.compose.project={ENV['COMPOSE_PROJECT_NAME']}"
     for what in ("ps", "network ls", "volume ls"):
-        left = docker(*what.split(), "-q", "--filter", f"label={PROJECT}", *(["-a"] if what == "ps" else []))
+        left = docker(*what.split(), "-q", "--filter", label, *(["-a"] if what == "ps" else []))
         assert not left.split(), f"docker {what} after down -v: {left}"
     print("compose: down -v left 0 containers, 0 networks, 0 volumes")
