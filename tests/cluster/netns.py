@@ -67,6 +67,11 @@ def _free_prefix() -> str:
             return prefix
 
 
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    """SIGTERM (``timeout``, a CI runner) as an exit, so ``finally`` blocks and atexit take the hosts down."""
+    raise SystemExit(128 + signum)
+
+
 class Host:
     """One namespace with one address; remembers the processes it started so they are reaped when killed."""
 
@@ -120,6 +125,9 @@ class Host:
 
     def remove(self) -> None:
         self.kill()
+        # The veth goes first: a namespace another mount namespace still pins (a private dockerd's copy of
+        # /run/netns) outlives ``netns del``, and would keep its end of the link up.
+        ip("link", "del", self.veth, check=False)
         ip("netns", "del", self.ns, check=False)
 
 
@@ -137,6 +145,9 @@ class Net:
         if os.geteuid() != 0:
             raise RuntimeError("network namespaces need root (ip netns add)")
         atexit.register(self.down)
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+                signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         ip("link", "add", self.bridge, "type", "bridge")
         ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         ip("link", "set", self.bridge, "up")
