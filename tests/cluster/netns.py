@@ -223,7 +223,7 @@ class NetCluster(Cluster):
                  env: dict[str, str] | None = None) -> None:
         self.root, self.broker, self.net = root, "redis", Net()
         self.namespace = f"multinode-{self.net.tag}"
-        self.workers_nodes = [f"w{i}" for i in range(1, worker_nodes + 1)]
+        self.worker_nodes = [f"w{i}" for i in range(1, worker_nodes + 1)]
         self.celery = [f"c{i}" for i in range(1, celery_hosts + 1)]
         self.gpu_node, self.extra_env = gpu_node, env or {}
         self.run_log, self.zoo = root / "runs.log", root / "zoo"
@@ -242,7 +242,7 @@ class NetCluster(Cluster):
 
     def start(self) -> None:
         self.net.up()
-        for name in ["redis", "head", *self.workers_nodes, *self.celery, "api"]:
+        for name in ["redis", "head", *self.worker_nodes, *self.celery, "api"]:
             self.net.add(name)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIAFORGE_", "RAY_"))}  # defaults
         self.env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex,
@@ -254,7 +254,7 @@ class NetCluster(Cluster):
         self.start_redis()
         self.store = JobStore.from_url(self.env["MEDIAFORGE_REDIS_URL"])
         self._wait_ray([self._start_ray("head")])
-        self._wait_ray([self._start_ray(name) for name in [*self.workers_nodes, *self.celery, "api"]])
+        self._wait_ray([self._start_ray(name) for name in [*self.worker_nodes, *self.celery, "api"]])
         for name in self.celery:
             self._spawn_celery(name)
         self._spawn_api()
@@ -291,7 +291,7 @@ class NetCluster(Cluster):
             argv += ["--head", f"--port={RAY_PORT}", "--num-cpus=0", "--include-dashboard=false"]
         else:
             # Model hosts need 0.01 CPU: only worker nodes (1 CPU each) get one, never a Celery or API host.
-            argv += [f"--address={self.env['RAY_ADDRESS']}", f"--num-cpus={int(name in self.workers_nodes)}"]
+            argv += [f"--address={self.env['RAY_ADDRESS']}", f"--num-cpus={int(name in self.worker_nodes)}"]
         if name == self.gpu_node:
             argv.append("--num-gpus=1")
         log = self._log(name, "ray")
