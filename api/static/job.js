@@ -61,6 +61,7 @@ function header(job, onCancel) {
       h("a", { href: `#/submit/${job.kind}?from=${job.id}`, id: "run-again" }, "Run again")),
     h("dl", {}, [["model", job.model], ["queued", localTime(job.created_at)], ["started", localTime(job.started_at)],
       ["finished", localTime(job.finished_at)], ["duration", jobDuration(job)], ["attempts", String(job.attempts)],
+      ["model host", job.host || "-"],
       ["priority", job.priority]].flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
     job.error ? h("p", { class: "error", id: "job-error" }, h("strong", {}, job.error.type), `: ${job.error.message}`)
       : null);

@@ -20,7 +20,7 @@ export async function renderModels(view, signal) {
     `max ${m.batching.max_batch} · wait ${m.batching.max_wait_ms} ms`,
     `GPU ${m.needs.gpu}` + (m.needs.memory_mb ? ` · ${m.needs.memory_mb} MB` : ""),
     m.loaded.length ? h("div", {}, m.loaded.map((host) => h("div", {},
-      `${host.node_id.slice(0, 12)} · ${host.device} · ${host.inflight} in flight · ${host.batches} batches · `
+      `replica ${host.name.split(":").pop()} on node ${host.node_id.slice(0, 12)} · ${host.device} · ${host.inflight} in flight · ${host.batches} batches · `
       + `${bytes(host.memory_bytes)}`))) : h("span", { class: "muted" }, "not loaded"),
   ])));
 }

@@ -90,6 +90,7 @@ def test_health_ready_models_and_metrics(http: httpx.Client) -> None:
     tiny = models["wavtokenizer-tiny"]
     assert tiny["model_class"] == "WavTokenizer" and "audio.tokenize" in tiny["kinds"]
     assert len(tiny["loaded"]) == 1 and tiny["loaded"][0]["batches"] >= 1
+    assert tiny["loaded"][0]["name"] == "host:wavtokenizer-tiny:0"  # one replica on the one node (embedded)
     assert tiny["batching"] == {"max_batch": 16, "max_wait_ms": 0.0} and tiny["needs"]["gpu"] == "preferred"
 
     metrics = http.get("/metrics").text
