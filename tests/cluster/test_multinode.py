@@ -115,13 +115,11 @@ def test_a_lost_celery_host_s_jobs_finish_once(cluster: NetCluster) -> None:
     queue when their lease lapses (15 s, plus up to 5 s for a reaper to sweep) and c2 runs them. A job that had
     reached its replica is held and recorded by the replica, and is not sent again."""
     c1 = cluster.host("c1")
-    worker_name = f"audio-{c1.processes[-1].pid}@"
-
-    def held_by_c1() -> list[str]:
-        return [job_id for job_id in jobs if (cluster.store.leases.holder(job_id) or "").startswith(worker_name)]
-
+    worker_name = f"audio-{c1.processes[-1].pid}@"  # its Celery worker's hostname, which its leases carry
     jobs = cluster.submit_to("cold-echo", JOBS, {"seconds": 4.0, "steps": 40})
-    held = wait_until(held_by_c1, 120, "c1 to take jobs")
+    held = wait_until(lambda: [job_id for job_id in jobs
+                               if (cluster.store.leases.holder(job_id) or "").startswith(worker_name)],
+                      120, "c1 to take jobs")
     requeued = cluster.store.metrics.recovery_counts()["requeued"]
     c1.kill()
     killed_at = time.time()
