@@ -21,8 +21,6 @@ RUN --mount=type=secret,id=ca \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
       > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
-# api/client.py (which the `mediaforge` CLI imports) needs httpx, but pyproject.toml lists it only under [dev].
-RUN --mount=type=secret,id=ca PIP_CERT=/run/secrets/ca pip install httpx
 
 COPY README.md ./
 COPY api api
