@@ -64,9 +64,23 @@ def actor_options(needs: ModelNeeds, settings: Settings, model_name: str) -> dic
     return options
 
 
-def eligible_nodes(options: dict[str, Any]) -> list[str]:
-    """Ids of the live nodes whose resources could ever hold a host with these actor options (zero-CPU nodes
+def eligible_nodes(options: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The live nodes (id -> resources) that could ever hold a host with these actor options (zero-CPU nodes
     cannot hold a host that asks for a share of a CPU)."""
     wants = {"CPU": options.get("num_cpus", 0), "GPU": options.get("num_gpus", 0), "memory": options.get("memory", 0)}
-    return [node["NodeID"] for node in ray.nodes()
-            if node["Alive"] and all(node["Resources"].get(k, 0.0) >= v for k, v in wants.items() if v)]
+    return {node["NodeID"]: node["Resources"] for node in ray.nodes()
+            if node["Alive"] and all(node["Resources"].get(k, 0.0) >= v for k, v in wants.items() if v)}
+
+
+def replica_options(needs: ModelNeeds, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """(options for a CPU node, the nodes a replica may go to). A model that only prefers a GPU takes one on the
+    nodes that have one and runs on the CPU elsewhere, so its replicas are not limited to the GPU nodes."""
+    if needs.gpu != "preferred" or not options.get("num_gpus"):
+        return options, eligible_nodes(options)
+    on_cpu = {**options, "num_gpus": 0}
+    return on_cpu, eligible_nodes(on_cpu)
+
+
+def options_on(node: dict[str, float], cpu_options: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A replica's options on the node it goes to: the GPU it asks for where that node has one."""
+    return options if node.get("GPU", 0.0) >= options.get("num_gpus", 0) else cpu_options

@@ -31,7 +31,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipelines.zoo import ModelRef
 from workers.hosts import HOST_PREFIX, RemoteModelHost, StoreAddress, estimate_host_bytes, host_infos, list_hosts
-from workers.placement import ModelNeeds, PlacementError, actor_options, eligible_nodes
+from workers.placement import ModelNeeds, PlacementError, actor_options, options_on, replica_options
 from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ class HostPool:
         """``prefer`` (the replica that started this job before) while it lives, else the least busy replica as
         this process sees it; the model's first call starts its replicas. Counted in flight: ``using`` undoes it."""
         if not self._replicas.get(model.name):
-            self.resize(model, asked=True)
+            with self._scaling:  # the threads that arrive while the first call starts the set wait for it
+                if not self._replicas.get(model.name):
+                    self._resize(model, asked=True)
         self._start_refresher()
         with self._lock:
             replicas = self._replicas[model.name]
@@ -101,32 +103,36 @@ class HostPool:
         """Find the model's live replicas, read their load, start or stop replicas to fit it. A model with none
         left (unloaded for memory, or its one node lost) is started again only when a call ``asked`` for it."""
         with self._scaling:
-            live = self._live(model)
-            if not live and not asked:
-                self._models.pop(model.name, None)
-                return
-            self._models[model.name] = model
-            options = actor_options(ModelNeeds.of(model.path), self.settings, model.name)
-            nodes = eligible_nodes(options)
-            if not nodes:
-                raise PlacementError(f"no live Ray node can hold model {model.name} ({options})")
-            infos = _infos(live)
-            config = self.settings.replica_config(model.name)
-            most = max(config.max or len(nodes), config.min)
-            load = sum(info["inflight"] for info in infos.values())
-            wanted = min(max(config.min, math.ceil(load / self.settings.replica_target_inflight)), most)
-            if len(live) < wanted:
-                live |= self._start(model, options, nodes, set(live), infos, wanted - len(live))
-            elif len(live) > wanted:
-                for name in self._idle(infos, len(live) - wanted):
-                    logger.info("stopping idle replica %s", name)
-                    ray.kill(live.pop(name))
-            with self._lock:
-                known = self._replicas.setdefault(model.name, {})
-                for name in set(known) - set(live):
-                    del known[name]
-                for name, handle in live.items():  # a name may now be a new actor: the handle follows it
-                    known.setdefault(name, Replica(name, handle)).handle = handle
+            self._resize(model, asked)
+
+    def _resize(self, model: ModelRef, asked: bool) -> None:
+        live = self._live(model)
+        if not live and not asked:
+            self._models.pop(model.name, None)
+            return
+        self._models[model.name] = model
+        needs = ModelNeeds.of(model.path)
+        options = actor_options(needs, self.settings, model.name)
+        on_cpu, nodes = replica_options(needs, options)
+        if not nodes:
+            raise PlacementError(f"no live Ray node can hold model {model.name} ({options})")
+        infos = _infos(live)
+        config = self.settings.replica_config(model.name)
+        most = max(config.max or len(nodes), config.min)
+        load = sum(info["inflight"] for info in infos.values())
+        wanted = min(max(config.min, math.ceil(load / self.settings.replica_target_inflight)), most)
+        if len(live) < wanted:
+            live |= self._start(model, (options, on_cpu), nodes, set(live), infos, wanted - len(live))
+        elif len(live) > wanted:
+            for name in self._idle(infos, len(live) - wanted):
+                logger.info("stopping idle replica %s", name)
+                ray.kill(live.pop(name))
+        with self._lock:
+            known = self._replicas.setdefault(model.name, {})
+            for name in set(known) - set(live):
+                del known[name]
+            for name, handle in live.items():  # a name may now be a new actor: the handle follows it
+                known.setdefault(name, Replica(name, handle)).handle = handle
 
     def _live(self, model: ModelRef) -> dict[str, Any]:
         namespace, prefix = self.settings.ray_namespace, replica_name(model, 0)[:-1]
@@ -140,25 +146,29 @@ class HostPool:
                     continue
         return live
 
-    def _start(self, model: ModelRef, options: dict[str, Any], nodes: list[str], taken: set[str],
-               infos: dict[str, dict[str, Any]], count: int) -> dict[str, Any]:
-        """Start ``count`` replicas at the lowest free indexes, each on the node with the fewest of them."""
+    def _start(self, model: ModelRef, options: tuple[dict[str, Any], dict[str, Any]],
+               nodes: dict[str, dict[str, float]], taken: set[str], infos: dict[str, dict[str, Any]],
+               count: int) -> dict[str, Any]:
+        """Start ``count`` replicas at the lowest free indexes, each on the node with the fewest of them (a node
+        where the model gets the GPU it prefers first). ``options``: on a node with the GPU, on one without."""
+        placed = {node: options_on(resources, options[1], options[0]) for node, resources in nodes.items()}
         mine = Counter(info["node_id"] for info in infos.values())
         every = Counter(host["node_id"] for host in list_hosts(self.settings.ray_namespace, INFO_TIMEOUT_S))
         started, index = {}, 0
         for _ in range(count):
             while replica_name(model, index) in taken:
                 index += 1
-            name, node = replica_name(model, index), min(nodes, key=lambda n: (mine[n], every[n], n))
+            name = replica_name(model, index)
+            node = min(nodes, key=lambda n: (mine[n], placed[n] is not options[0], every[n], n))
             mine[node] += 1
             every[node] += 1
             taken.add(name)
             self._make_room(node, estimate_host_bytes(model.path))
-            logger.info("starting replica %s on node %s (%s)", name, node[:12], options)
+            logger.info("starting replica %s on node %s (%s)", name, node[:12], placed[node])
             started[name] = RemoteModelHost.options(
                 name=name, namespace=self.settings.ray_namespace, lifetime="detached", get_if_exists=True,
                 max_concurrency=1000, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
-                **options,
+                **placed[node],
             ).remote(name, model.name, str(model.path), str(self.settings.artifacts_root),
                      self.settings.batch_config(model.name).model_dump(), self.settings.device,
                      self.settings.max_audio_seconds, self.store)

@@ -119,10 +119,6 @@ class Settings(BaseSettings):
         return value.expanduser() if value is not None else None
 
     @property
-    def heartbeat_s(self) -> float:
-        return self.job_lease_s / 3
-
-    @property
     def embedded(self) -> bool:
         return not self.redis_url
 

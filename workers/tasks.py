@@ -31,6 +31,7 @@ from workers.artifacts import ArtifactNotFound, ArtifactStore
 from workers.celery_app import app
 from workers.hosts import StoreAddress, failed_answer, init_ray, record_answer
 from workers.jobspec import JobSpec, resolve_job
+from workers.leases import LeaseKeeper
 from workers.reaper import start_service_reaper
 from workers.replicas import HostPool
 from workers.retry import STORE_FAULTS, until_reachable
@@ -39,8 +40,11 @@ from workers.store import JobRecord, JobStore, JobTarget
 
 logger = get_task_logger(__name__)
 
-HOST_LOST = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.ObjectLostError)
-"""The model host died under the job: a new host can run it."""
+HOST_LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
+"""The model host died under the job: a new host can run it (``ActorUnavailableError``, a subclass, is caught
+first: a host that cannot be reached now is asked again, not replaced)."""
+UNAVAILABLE_RETRY_S = 2.0
+"""How long a task waits before asking an unreachable model host again."""
 
 
 @dataclass
@@ -49,6 +53,7 @@ class WorkerContext:
     store: JobStore
     artifacts: ArtifactStore
     hosts: HostPool
+    keeper: LeaseKeeper
 
 
 _context: WorkerContext | None = None
@@ -66,7 +71,8 @@ def worker_context() -> WorkerContext:
                                       idempotency_ttl_s=settings.idempotency_ttl_s)
             connect_ray(settings)
             hosts = HostPool(settings, StoreAddress.of(settings, redis_url))
-            _context = WorkerContext(settings, store, ArtifactStore(settings.artifacts_root), hosts)
+            _context = WorkerContext(settings, store, ArtifactStore(settings.artifacts_root), hosts,
+                                     LeaseKeeper(store.leases, settings.job_lease_s))
         return _context
 
 
@@ -74,6 +80,8 @@ def reset_worker_context() -> None:
     """Forget the cached context (embedded runtimes and tests that restart with other settings)."""
     global _context
     with _context_lock:
+        if _context is not None:
+            _context.keeper.close()
         _context = None
 
 
@@ -100,6 +108,7 @@ def run_job(self: Any, job_id: str) -> str:
         return "skipped"
     if not _store_call(ctx, lambda: ctx.store.leases.acquire(job_id, holder, ctx.settings.job_lease_s), job_id):
         return "skipped"  # its holder runs it; should the holder die, the reaper sends it again
+    ctx.keeper.add(job_id, holder)
     try:
         if not _store_call(ctx, lambda: ctx.store.start(job_id).moved, job_id):
             return "skipped"
@@ -108,6 +117,7 @@ def run_job(self: Any, job_id: str) -> str:
             return answer["recorded"]
         return _store_call(ctx, lambda: record_answer(ctx.store, job_id, answer), job_id)
     finally:
+        ctx.keeper.discard(job_id)
         with contextlib.suppress(*STORE_FAULTS):
             ctx.store.leases.release(job_id, holder)
 
@@ -126,27 +136,11 @@ def _run(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
             if attempt >= ctx.settings.task_max_retries:
                 return failed_answer(err)
             logger.warning("job %s: model host lost (%r), retrying on a new host", job.id, err)
-            _sleep_holding(ctx, job.id, holder, min(2.0 ** attempt, 30.0))
+            time.sleep(min(2.0 ** attempt, 30.0))  # the lease keeper holds the job meanwhile
             attempt += 1
         except Exception as err:
             logger.exception("job %s failed", job.id)
             return failed_answer(err)
-
-
-def _sleep_holding(ctx: WorkerContext, job_id: str, holder: str, seconds: float) -> None:
-    """Back off before a retry without letting the lease lapse."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, ctx.settings.heartbeat_s))
-        _heartbeat(ctx, job_id, holder)
-
-
-def _heartbeat(ctx: WorkerContext, job_id: str, holder: str) -> None:
-    """Renew the lease (``Leases.hold``: one Redis lost in a restart is taken again)."""
-    try:
-        ctx.store.leases.hold({job_id: holder}, ctx.settings.job_lease_s)
-    except STORE_FAULTS as err:  # the host keeps working; the lease is renewed once Redis is back
-        logger.warning("job %s: lease not renewed (%s)", job_id, err)
 
 
 def _execute(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
@@ -157,12 +151,19 @@ def _execute(ctx: WorkerContext, job: JobRecord, holder: str) -> dict[str, Any]:
     except (InputError, ArtifactNotFound) as err:
         return failed_answer(err)
     model = ModelRef(target.model_name, Path(target.model_dir), target.model_class)
+    deadline = time.monotonic() + ctx.settings.host_call_timeout_s
     with ctx.hosts.using(model, prefer=job.host) as replica:
-        try:
-            return _call_host(ctx, job, replica.handle, target.pipeline, inputs, holder)
-        except HOST_LOST:
-            ctx.hosts.forget(model, replica.name)
-            raise
+        while True:
+            try:
+                return _call_host(ctx, replica.handle, job, target.pipeline, inputs, holder, deadline)
+            except ray.exceptions.ActorUnavailableError as err:
+                # Unreachable for now (a partition, a node under load), not known dead: ask the same replica again
+                # (it joins the job to its running call, or answers it from memory) until Ray says it died.
+                logger.warning("job %s: model host %s unreachable (%s), asking it again", job.id, replica.name, err)
+                time.sleep(UNAVAILABLE_RETRY_S)
+            except HOST_LOST:
+                ctx.hosts.forget(model, replica.name)
+                raise
 
 
 def _resolve_legacy(job: JobRecord) -> JobTarget:
@@ -170,17 +171,13 @@ def _resolve_legacy(job: JobRecord) -> JobTarget:
     return resolve_job(JobSpec(kind=job.kind, model=job.model, inputs=job.inputs, params=job.params)).target
 
 
-def _call_host(ctx: WorkerContext, job: JobRecord, host: Any, pipeline: str,
-               inputs: dict[str, tuple[str, str]], holder: str) -> dict[str, Any]:
-    """Wait for the host's answer, renewing the lease meanwhile (the host renews it too, and reports the job's
-    progress and reads its cancel request in the store itself)."""
+def _call_host(ctx: WorkerContext, host: Any, job: JobRecord, pipeline: str, inputs: dict[str, tuple[str, str]],
+               holder: str, deadline: float) -> dict[str, Any]:
+    """Wait for the host's answer (the lease keeper and the host renew the lease meanwhile; the host reports the
+    job's progress and reads its cancel request in the store itself)."""
     ref = host.run.remote(job.id, pipeline, inputs, job.params, holder)
-    deadline = time.monotonic() + ctx.settings.host_call_timeout_s
-    while True:
-        ready, _ = ray.wait([ref], timeout=min(ctx.settings.heartbeat_s, max(deadline - time.monotonic(), 0)))
-        if ready:
-            return ray.get(ref)
-        if time.monotonic() > deadline:
-            ray.cancel(ref)
-            return failed_answer(TimeoutError(f"ran past {ctx.settings.host_call_timeout_s:g} s"))
-        _heartbeat(ctx, job.id, holder)
+    ready, _ = ray.wait([ref], timeout=max(deadline - time.monotonic(), 0))
+    if ready:
+        return ray.get(ref)
+    ray.cancel(ref)
+    return failed_answer(TimeoutError(f"ran past {ctx.settings.host_call_timeout_s:g} s"))

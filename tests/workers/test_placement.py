@@ -100,13 +100,15 @@ def test_a_gpu_model_lands_only_on_the_gpu_node(service: Any, gpu_node: str, tmp
             ray.kill(host)
 
 
-def test_replicas_go_to_distinct_nodes(service: Any, gpu_node: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("gpu", ["none", "preferred"])
+def test_replicas_go_to_distinct_nodes(service: Any, gpu_node: str, tmp_path: Path, gpu: str) -> None:
+    """Also a model that only prefers a GPU: one replica takes the GPU node, the next runs on a CPU node."""
     from workers.settings import ReplicaConfig
 
     settings = service.settings.model_copy(update={"ray_namespace": "test-spread",
                                                    "replicas": {"two-echo": ReplicaConfig(min=2, max=2)}})
     pool = HostPool(settings, StoreAddress.of(settings, service.redis_url))
-    model = ModelRef("two-echo", _model(tmp_path / "two-echo", gpu="none"), MODEL_CLASS)
+    model = ModelRef("two-echo", _model(tmp_path / "two-echo", gpu=gpu), MODEL_CLASS)
     pool.pick(model)
     hosts = [ray.get_actor(name, namespace="test-spread") for name in pool.replicas(model)]
     try:
