@@ -5,6 +5,8 @@ replica is replaced, and a job goes back to the replica that started it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,29 +39,29 @@ def _inputs(service: Any) -> dict[str, tuple[str, str]]:
     return {"audio": (str(service.artifacts.path(clip.id)), "c.wav")}
 
 
-def _kill_all(namespace: str) -> None:
-    for host in list_hosts(namespace):
-        ray.kill(host["handle"])
+@contextmanager
+def _replica_set(service: Any, tmp_path: Path, name: str, **replicas: int) -> Iterator[tuple[ModelRef, HostPool]]:
+    """A slow-echo model of its own and a pool for it in a namespace of its own; its replicas go at the end."""
+    namespace = f"test-rep-{name}"
+    try:
+        yield ModelRef(name, write_model_dir(tmp_path / name), MODEL_CLASS), _pool(service, namespace, name, **replicas)
+    finally:
+        for host in list_hosts(namespace):
+            ray.kill(host["handle"])
 
 
 def test_the_set_starts_at_its_minimum_and_calls_spread_over_it(service: Any, tmp_path: Path) -> None:
-    model = ModelRef("spread-echo", write_model_dir(tmp_path / "spread-echo"), MODEL_CLASS)
-    pool = _pool(service, "test-rep-spread", model.name, min=2, max=2)
-    try:
+    with _replica_set(service, tmp_path, "spread-echo", min=2, max=2) as (model, pool):
         first, second = pool.pick(model), pool.pick(model)  # both in flight: the second goes to the idle one
         assert {first.name, second.name} == {"host:spread-echo:0", "host:spread-echo:1"}
         answers = ray.get([r.handle.run.remote(f"spread-{r.name}", _target(), _inputs(service), {"seconds": 0})
                            for r in (first, second)], timeout=300)
         assert [a["status"] for a in answers] == ["succeeded"] * 2
-        assert sorted(h["name"] for h in list_hosts("test-rep-spread")) == pool.replicas(model)
-    finally:
-        _kill_all("test-rep-spread")
+        assert sorted(h["name"] for h in list_hosts(pool.settings.ray_namespace)) == pool.replicas(model)
 
 
 def test_the_set_grows_with_calls_in_flight_and_shrinks_when_idle(service: Any, tmp_path: Path) -> None:
-    model = ModelRef("grow-echo", write_model_dir(tmp_path / "grow-echo"), MODEL_CLASS)
-    pool = _pool(service, "test-rep-grow", model.name, min=1, max=3)
-    try:
+    with _replica_set(service, tmp_path, "grow-echo", min=1, max=3) as (model, pool):
         host = pool.pick(model).handle
         assert pool.replicas(model) == ["host:grow-echo:0"]
         # Six slow calls in flight on one replica, two per replica wanted: the set grows to its maximum of three.
@@ -68,19 +70,16 @@ def test_the_set_grows_with_calls_in_flight_and_shrinks_when_idle(service: Any, 
         pool.resize(model)
         assert pool.replicas(model) == ["host:grow-echo:0", "host:grow-echo:1", "host:grow-echo:2"]
         assert [a["status"] for a in ray.get(refs, timeout=300)] == ["succeeded"] * 6
-        ray.get([ray.get_actor(name, namespace="test-rep-grow").info.remote() for name in pool.replicas(model)],
+        namespace = pool.settings.ray_namespace
+        ray.get([ray.get_actor(name, namespace=namespace).info.remote() for name in pool.replicas(model)],
                 timeout=300)  # all started (a replica still starting is not idle)
         time.sleep(1.5)  # replica_idle_s: every replica idle that long
         pool.resize(model)
         assert pool.replicas(model) == ["host:grow-echo:0"]  # highest indexes stopped first, the minimum kept
-    finally:
-        _kill_all("test-rep-grow")
 
 
 def test_a_lost_replica_is_replaced(service: Any, tmp_path: Path) -> None:
-    model = ModelRef("lost-echo", write_model_dir(tmp_path / "lost-echo"), MODEL_CLASS)
-    pool = _pool(service, "test-rep-lost", model.name, min=2, max=2)
-    try:
+    with _replica_set(service, tmp_path, "lost-echo", min=2, max=2) as (model, pool):
         lost = pool.pick(model)
         ray.get(lost.handle.info.remote(), timeout=300)
         ray.kill(lost.handle)
@@ -90,8 +89,6 @@ def test_a_lost_replica_is_replaced(service: Any, tmp_path: Path) -> None:
         assert pool.replicas(model) == ["host:lost-echo:0", "host:lost-echo:1"]
         assert ray.get(pool.pick(model, prefer=lost.name).handle.run.remote(
             "after-loss", _target(), _inputs(service), {"seconds": 0}), timeout=300)["status"] == "succeeded"
-    finally:
-        _kill_all("test-rep-lost")
 
 
 def test_a_job_records_its_replica_and_a_rerun_goes_back_to_it(service: Any, tmp_path: Path) -> None:
@@ -100,14 +97,10 @@ def test_a_job_records_its_replica_and_a_rerun_goes_back_to_it(service: Any, tmp
                                     params={"seconds": 0}))
     final = service.wait(job.id, timeout_s=300)
     assert final.state == "succeeded" and final.host == "host:slow-echo:0"
-    model = ModelRef("pref-echo", write_model_dir(tmp_path / "pref-echo"), MODEL_CLASS)
-    pool = _pool(service, "test-rep-prefer", model.name, min=2, max=2)
-    try:
+    with _replica_set(service, tmp_path, "pref-echo", min=2, max=2) as (model, pool):
         busy = pool.pick(model)  # in flight: without a preference the next call goes to the other replica
         assert pool.pick(model).name != busy.name
         assert pool.pick(model, prefer=busy.name).name == busy.name
-    finally:
-        _kill_all("test-rep-prefer")
 
 
 def _until(predicate: Any, what: str, timeout_s: float = 180) -> None:
