@@ -45,15 +45,12 @@ def measure(root: Path, nodes: int, wav_dir: Path, args: argparse.Namespace) -> 
     cluster = NetCluster(root / f"nodes{nodes}", worker_nodes=nodes, env=env)
     (cluster.zoo / WAV).symlink_to(wav_dir)
     echo = {"seconds": args.seconds, "steps": 10}
-    try:
-        cluster.start()
+    with cluster.running():
         for model, params in (("slow-echo", echo), (WAV, {})):  # start the replicas, warm them
             rate(cluster, model, 2 * nodes, params, 1.0)
             wait_until(lambda m=model: len(cluster.replicas(m)) == nodes, 120, f"{nodes} replicas of {model}")
         return {"slow-echo": rate(cluster, "slow-echo", args.jobs_per_node * nodes, echo, 0.2),
                 WAV: rate(cluster, WAV, args.wav_jobs_per_node * nodes, {}, 1.0)}
-    finally:
-        cluster.stop()
 
 
 def main() -> None:

@@ -39,11 +39,8 @@ def cluster_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetCluste
     for name, gpu in (("gpu-echo", "required"), ("cold-echo", "none")):
         (write_model_dir(cluster.zoo / name, run_log=cluster.run_log) / SERVING_FILE).write_text(
             json.dumps({"gpu": gpu}))
-    try:
-        cluster.start()
+    with cluster.running():
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

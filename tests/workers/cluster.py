@@ -17,7 +17,8 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,15 @@ class Cluster:
         self.logs: list[Path] = []
 
     # -- processes ------------------------------------------------------------------------------------------
+    @contextmanager
+    def running(self) -> Iterator[Cluster]:
+        """Started for the block, stopped after it however it ends."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+
     def start(self) -> None:
         self.redis.start()
         if self.rabbit is not None:

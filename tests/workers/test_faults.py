@@ -25,12 +25,8 @@ JOBS = 40
 def cluster_once(request: pytest.FixtureRequest, service: Any, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[Cluster]:
     """One cluster per broker (``service`` brings the session's Ray, which the cluster's hosts run in)."""
-    cluster = Cluster(tmp_path_factory.mktemp(f"faults-{request.param}"), request.param)
-    try:
-        cluster.start()
+    with Cluster(tmp_path_factory.mktemp(f"faults-{request.param}"), request.param).running() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
