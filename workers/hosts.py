@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,13 +361,19 @@ def init_ray(**kwargs: Any) -> None:
 
 def list_hosts(namespace: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
     """Every live host actor with its ``info()`` (hosts that do not answer in time are left out)."""
-    handles = {}
-    for actor in ray.util.list_named_actors(all_namespaces=True):
-        if actor["namespace"] == namespace and actor["name"].startswith(HOST_PREFIX):
-            with contextlib.suppress(ValueError):  # died since the listing
-                handles[actor["name"]] = ray.get_actor(actor["name"], namespace=namespace)
+    handles = named_hosts(namespace, lambda name: name.startswith(HOST_PREFIX))
     infos = host_infos(handles, timeout_s)
     return [{**info, "name": name, "handle": handles[name]} for name, info in infos.items() if info is not None]
+
+
+def named_hosts(namespace: str, wanted: Callable[[str], bool]) -> dict[str, Any]:
+    """Handles of the live named actors of ``namespace`` whose names are ``wanted``."""
+    handles = {}
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] == namespace and wanted(actor["name"]):
+            with contextlib.suppress(ValueError):  # died since the listing
+                handles[actor["name"]] = ray.get_actor(actor["name"], namespace=namespace)
+    return handles
 
 
 def host_infos(handles: dict[str, Any], timeout_s: float) -> dict[str, dict[str, Any] | None]:

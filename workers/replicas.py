@@ -30,7 +30,15 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipelines.zoo import ModelRef
-from workers.hosts import HOST_PREFIX, RemoteModelHost, StoreAddress, estimate_host_bytes, host_infos, list_hosts
+from workers.hosts import (
+    HOST_PREFIX,
+    RemoteModelHost,
+    StoreAddress,
+    estimate_host_bytes,
+    host_infos,
+    list_hosts,
+    named_hosts,
+)
 from workers.placement import ModelNeeds, PlacementError, actor_options, options_on, replica_options
 from workers.settings import Settings
 
@@ -135,16 +143,9 @@ class HostPool:
                 known.setdefault(name, Replica(name, handle)).handle = handle
 
     def _live(self, model: ModelRef) -> dict[str, Any]:
-        namespace, prefix = self.settings.ray_namespace, replica_name(model, 0)[:-1]
-        live = {}
-        for actor in ray.util.list_named_actors(all_namespaces=True):
-            name = actor["name"]
-            if actor["namespace"] == namespace and name.startswith(prefix) and name[len(prefix):].isdigit():
-                try:
-                    live[name] = ray.get_actor(name, namespace=namespace)
-                except ValueError:  # died since the listing
-                    continue
-        return live
+        prefix = replica_name(model, 0)[:-1]
+        return named_hosts(self.settings.ray_namespace,
+                           lambda name: name.startswith(prefix) and name[len(prefix):].isdigit())
 
     def _start(self, model: ModelRef, options: tuple[dict[str, Any], dict[str, Any]],
                nodes: dict[str, dict[str, float]], taken: set[str], infos: dict[str, dict[str, Any]],
